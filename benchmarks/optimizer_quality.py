@@ -26,6 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tarot.optimize import OPTIMIZER_KINDS, make_optimizer  # noqa: E402
 
 LOWER, UPPER = -math.pi / 4, math.pi / 4
+# Objectives draw from their own seed streams; reusing the optimiser's ``[seed, n]`` entropy
+# would make, e.g., the random search's n-th point a copy of the hidden optimum.
+OBJECTIVE_STREAM = 271_828_183
 Objective = Callable[[np.ndarray], float]
 
 
@@ -33,7 +36,7 @@ def sparse_sigmoid(dim: int, seed: int) -> Objective:
     """A mean-probability-like score in (0, 1): sigmoid of a logit that
     starts at logit(0.4) at zero, depends smoothly on 50 random coordinates, has a weak
     dense linear-ish term, and pays for large rotations everywhere (random edits hurt)."""
-    rng = np.random.default_rng([seed, 1])
+    rng = np.random.default_rng([OBJECTIVE_STREAM, seed, 1])
     relevant = rng.choice(dim, size=min(50, dim), replace=False)
     weights = rng.normal(size=relevant.size) * 0.5 / math.sqrt(relevant.size) * math.sqrt(50)
     phases = rng.uniform(-math.pi, math.pi, size=relevant.size)
@@ -51,7 +54,7 @@ def sparse_sigmoid(dim: int, seed: int) -> Objective:
 def offcentre_bowl(dim: int, seed: int) -> Objective:
     """Negative mean squared distance to an optimum drawn in [-pi/16, pi/4]^D, off the
     centre of the box, so that both zero and uniform points are far from it."""
-    optimum = np.random.default_rng([seed, 2]).uniform(LOWER / 4, UPPER, size=dim)
+    optimum = np.random.default_rng([OBJECTIVE_STREAM, seed, 2]).uniform(LOWER / 4, UPPER, size=dim)
 
     def objective(x: np.ndarray) -> float:
         return -float(np.mean((x - optimum) ** 2))

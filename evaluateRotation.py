@@ -1,0 +1,8 @@
+"""Evaluate the best rotation of a finished search on held-out data, zero-shot and six-shot, against the
+unedited model. Takes the same flags as trainRotation_NN_kernel.py (plus --exportModel DIR)."""
+
+from tarot.classification import evaluate
+from tarot.cli import run_main
+
+if __name__ == "__main__":
+    run_main(evaluate)

@@ -1,0 +1,169 @@
+"""TaRot on classification tasks: the search (trainRotation_NN_kernel.py) and the held-out evaluation
+(evaluateRotation.py)."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+import torch
+
+import rotation
+from tarot import cli
+from tarot.data import MAX_SHOTS, Split, Task, load_task, make_split
+from tarot.errors import UsageError
+from tarot.models import load_model, save_model
+from tarot.runs import RunDir, git_commit, read_json, write_json
+from tarot.scoring import METRICS, PromptSet, build_prompts, last_logits, objective_values
+from tarot.search import SearchSpec, best_angles, search
+from tarot.stats import macro_f1, summary
+
+RUN_KIND = "NN_kernel"
+
+
+def parser(description: str):
+    return cli.build_parser(description, metrics=METRICS, default_metric="prob", default_test_size=200)
+
+
+def _versions() -> dict:
+    import bayes_opt
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "bayes_opt": bayes_opt.__version__}
+
+
+def _angle_shape(model, args) -> tuple[int, ...]:
+    try:
+        return rotation.param_shape(model, layers=args.layer, module=args.moduleType, method=args.rotationMethod)
+    except ValueError as error:
+        raise UsageError(f"--layer/--moduleType/--rotationMethod: {error}") from None
+
+
+def _setup(args) -> tuple[Task, Split, RunDir]:
+    """Everything that can be checked before the model loads."""
+    task = load_task(args.dataset, args.instruction)
+    split = make_split(task, train_size=args.trainingDataSize, test_size=args.testingDataSize, seed=args.seed,
+                       few_shot=args.fewShotCategory)
+    run = RunDir(cli.run_path(args, task.name, RUN_KIND))
+    run.check_identity(cli.identity(args, task.source))
+    return task, split, run
+
+
+class Objective:
+    """Training objective: metrics of the rotated model on the training prompts (deterministic)."""
+
+    def __init__(self, model, prompts: PromptSet, args, shape: tuple[int, ...]):
+        self.model, self.prompts, self.args, self.shape = model, prompts, args, shape
+        self.base_logits = last_logits(model, prompts, batch_size=args.batchSize)  # for logit_diff, once
+
+    def __call__(self, angles: np.ndarray) -> dict:
+        with rotation.rotated(self.model, angles.reshape(self.shape), layers=self.args.layer,
+                              module=self.args.moduleType, method=self.args.rotationMethod):
+            logits = last_logits(self.model, self.prompts, batch_size=self.args.batchSize)
+        return objective_values(logits, self.prompts, self.base_logits)
+
+
+def train(argv=None) -> RunDir:
+    args = cli.parse(parser("TaRot: search rotation angles on a classification task."), argv)
+    task, split, run = _setup(args)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    shape = _angle_shape(model, args)
+    prompts = build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)
+    if not run.config.exists():
+        write_json(run.split, {**split.ids(), "train_shots": split.shots, "train_prompts": prompts.texts,
+                               "train_answer_token_ids": prompts.answer_ids})
+    write_json(run.config, {"identity": cli.identity(args, task.source), "flags": vars(args) | {"layer": list(args.layer)},
+                            "angle_shape": list(shape), "num_angles": int(np.prod(shape)),
+                            "versions": _versions(), "git_commit": git_commit(), "command": sys.argv})
+    lower, upper = cli.radians(args)
+    print(f"TaRot search: {task.name}, {len(split.train)} training prompts, {int(np.prod(shape))} angles "
+          f"{tuple(shape)} in [{lower:.4f}, {upper:.4f}], {args.optimizer}, run {run.path}", file=sys.stderr)
+    history = search(run, SearchSpec(shape, lower, upper, args.optimizer, args.seed, args.initialPoints,
+                                     args.iterations, args.metric), Objective(model, prompts, args, shape))
+    best = max(history, key=lambda r: r["value"])
+    print(f"done: {len(history)} evaluations; {args.metric} unedited {history[0]['value']:.4f} -> best "
+          f"{best['value']:.4f} (evaluation {best['iteration']}); "
+          f"{sum(r['seconds'] for r in history):.0f} s searching; {run.path}")
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+
+def classify(logits: torch.Tensor, prompts: PromptSet, tokenizer) -> dict:
+    """Accuracy (the paper's: the top token is the answer's first token), restricted accuracy (argmax
+    over the choices' first tokens), macro F1 of the exact-match predictions, with 95% intervals."""
+    top = logits.argmax(-1).tolist()
+    exact, restricted, predicted = [], [], []
+    for row, (answer, choices, target) in enumerate(zip(prompts.answer_ids, prompts.choice_ids, prompts.targets)):
+        exact.append(float(top[row] == answer))
+        if choices:
+            best = choices[int(logits[row, choices].argmax())]
+            restricted.append(float(best == answer))
+        predicted.append(tokenizer.decode([top[row]]).strip())
+    # A prediction counts for a label when its top token is that label's first token.
+    labels = [target if top[row] == prompts.answer_ids[row] else predicted[row]
+              for row, target in enumerate(prompts.targets)]
+    result = {"accuracy": summary(exact)["mean"], "accuracy_ci95": summary(exact)["ci95"],
+              "f1": macro_f1(labels, prompts.targets)}
+    if restricted:
+        result |= {"restricted_accuracy": summary(restricted)["mean"],
+                   "restricted_accuracy_ci95": summary(restricted)["ci95"]}
+    return result
+
+
+def _table(results: dict) -> str:
+    lines = [f"n_test = {results['n_test']}",
+             f"{'setting':<10} {'model':<7} {'accuracy':>9} {'95% CI':>15} {'restricted':>11} {'f1':>6}"]
+    for setting in ("zero_shot", "few_shot"):
+        for who in ("base", "tarot"):
+            r = results[setting][who]
+            ci = "[{:.2f}, {:.2f}]".format(*r["accuracy_ci95"])
+            lines.append(f"{setting:<10} {who:<7} {r['accuracy']:>9.3f} {ci:>15} "
+                         f"{r.get('restricted_accuracy', float('nan')):>11.3f} {r['f1']:>6.3f}")
+    return "\n".join(lines)
+
+
+def evaluate(argv=None) -> dict:
+    p = parser("TaRot: evaluate the best rotation of a finished search on held-out data.")
+    p.add_argument("--exportModel", default=None, metavar="DIR",
+                   help="also save the edited model as a standard Hugging Face checkpoint in DIR")
+    args = cli.parse(p, argv)
+    task, split, run = _setup(args)
+    if not run.config.exists():
+        raise UsageError(f"no trained run for these flags at {run.path}: run trainRotation_NN_kernel.py first")
+    saved = read_json(run.split)
+    if saved["train"] != [e.id for e in split.train] or saved["fewshot"] != [e.id for e in split.fewshot]:
+        raise UsageError(f"{run.split} does not match the split these flags give; the data file changed?")
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    shape = _angle_shape(model, args)
+    angles, best = best_angles(run, shape)
+    n_test = len(split.test)
+    if n_test < args.testingDataSize:
+        print(f"note: only {n_test} test examples remain for {task.name} after {MAX_SHOTS} demonstrations and "
+              f"{len(split.train)} training examples (asked for {args.testingDataSize}); using all of them",
+              file=sys.stderr)
+    results = {"n_test": n_test, "test_ids": [e.id for e in split.test], "best_iteration": best["iteration"],
+               "best_train_value": best["value"], "metric": args.metric,
+               "evaluations": len(run.load_evaluations()[0])}
+    edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
+    for setting, shots in (("zero_shot", 0), ("few_shot", MAX_SHOTS)):
+        prompts = build_prompts(tokenizer, task, split.fewshot, split.test, [shots] * n_test)
+        base = last_logits(model, prompts, batch_size=args.batchSize)
+        with rotation.rotated(model, angles, **edit):
+            tarot = last_logits(model, prompts, batch_size=args.batchSize)
+        results[setting] = {"shots": shots, "base": classify(base, prompts, tokenizer),
+                            "tarot": classify(tarot, prompts, tokenizer)}
+    write_json(run.results, results)
+    print(_table(results))
+    print(f"written {run.results}")
+    if args.exportModel:
+        with rotation.rotated(model, angles, **edit):
+            save_model(model, tokenizer, args.exportModel,
+                       {"tarot": edit | {"layers": list(args.layer)}, "source_model": args.model,
+                        "run": str(run.path), "best_iteration": best["iteration"]})
+        print(f"edited model saved to {args.exportModel}")
+    return results

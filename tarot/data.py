@@ -1,0 +1,164 @@
+"""Classification tasks: examples, deterministic splits and chat prompts.
+
+A task is a JSONL file, one example per line: ``{"input": ..., "target": ..., "choices": [...]}``
+(``choices`` optional; ``id`` optional, defaults to the line's index). A line holding only ``canary`` (and
+source notes) is a file header, as in the BIG-bench files under ``data/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tarot.errors import UsageError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+SHOT_COUNTS = {"zero": (0,), "mix": (0, 2, 4, 6), "sixShot": (6,)}
+MAX_SHOTS = 6
+DEFAULT_INSTRUCTION = "Answer the question with one of the given choices. Reply with the answer only."
+
+# Built-in tasks: file under data/ and the system instruction (from each BIG-bench task's own prefix).
+TASKS = {
+    "color": ("color.jsonl",
+              "Identify the color specified by the given HEX encoding. Answer with one word, one of: black, "
+              "blue, brown, gray, green, orange, purple, red, white, yellow."),
+    "navigate": ("navigate.jsonl",
+                 "Given a series of navigation instructions, determine whether one would end up back at the "
+                 "starting point. If you follow these instructions, do you return to the starting point? "
+                 "Answer with True or False."),
+    "entailed_polarity": ("entailed_polarity.jsonl",
+                          "Given a fact, answer the following question with a yes or a no."),
+    "winowhy": ("winowhy.jsonl",
+                "Please answer the following questions about which words certain pronouns refer to. Say "
+                "whether the reasoning given is correct or incorrect. Answer with correct or incorrect."),
+}
+ONLINE_TASKS = ("ag_news",)
+AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: int
+    input: str
+    target: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass
+class Task:
+    name: str
+    instruction: str
+    examples: list[Example]
+    source: str
+    show_choices: bool = False  # list the choices in each question (users' files; built-ins say it once)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every answer the task allows: the union of choices, else of targets, in first-seen order."""
+        seen: dict[str, None] = {}
+        for example in self.examples:
+            for label in example.choices or (example.target,):
+                seen.setdefault(label)
+        return tuple(seen)
+
+
+def read_jsonl(path: Path) -> list[Example]:
+    """Read examples from a JSONL file; header lines without ``input`` must carry a ``canary``."""
+    examples = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UsageError(f"--dataset: {path}:{number} is not valid JSON ({error.msg})") from None
+            if "input" not in record and "canary" in record:
+                continue
+            if not isinstance(record.get("input"), str) or not isinstance(record.get("target"), str):
+                raise UsageError(f"--dataset: {path}:{number} needs string fields 'input' and 'target'")
+            choices = tuple(record.get("choices") or ())
+            if choices and record["target"] not in choices:
+                raise UsageError(f"--dataset: {path}:{number}: target {record['target']!r} is not among "
+                                 f"its choices {list(choices)}")
+            examples.append(Example(int(record.get("id", len(examples))), record["input"], record["target"],
+                                    choices))
+    if not examples:
+        raise UsageError(f"--dataset: {path} holds no examples")
+    if len({e.id for e in examples}) != len(examples):
+        raise UsageError(f"--dataset: {path}: example ids are not unique")
+    return examples
+
+
+def _load_ag_news() -> list[Example]:
+    try:
+        import datasets
+
+        rows = datasets.load_dataset("ag_news", split="test")
+    except Exception as error:  # the hub is unreachable, or the cache lacks it
+        raise UsageError("--dataset ag_news: needs the Hugging Face hub or a local datasets cache "
+                         "(`datasets.load_dataset('ag_news')` failed: "
+                         f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
+                         ") ; offline, use review_topic or a JSONL file") from None
+    return [Example(i, row["text"], AG_NEWS_LABELS[row["label"]], AG_NEWS_LABELS) for i, row in enumerate(rows)]
+
+
+def load_task(dataset: str, instruction: str | None = None) -> Task:
+    """A built-in task name, ``ag_news`` (online), or a path to a JSONL file."""
+    if dataset in TASKS:
+        file, default_instruction = TASKS[dataset]
+        return Task(dataset, instruction or default_instruction, read_jsonl(DATA_DIR / file), str(DATA_DIR / file))
+    if dataset == "ag_news":
+        return Task(dataset, instruction or "Classify the news article into one of: World, Sports, Business, "
+                    "Sci/Tech. Answer with the topic only.", _load_ag_news(), "datasets:ag_news")
+    path = Path(dataset)
+    if path.suffix == ".jsonl" and path.is_file():
+        return Task(path.stem, instruction or DEFAULT_INSTRUCTION, read_jsonl(path), str(path.resolve()), True)
+    raise UsageError(f"--dataset: unknown {dataset!r}; choose one of {', '.join([*TASKS, *ONLINE_TASKS])} "
+                     f"or give a path to a .jsonl file")
+
+
+@dataclass
+class Split:
+    """Disjoint example sets: demonstrations for few-shot prompts, training (the search) and test."""
+
+    fewshot: list[Example]
+    train: list[Example]
+    test: list[Example]
+    shots: list[int] = field(default_factory=list)  # shot count of each training prompt, drawn once
+
+    def ids(self) -> dict[str, list[int]]:
+        return {"fewshot": [e.id for e in self.fewshot], "train": [e.id for e in self.train],
+                "test": [e.id for e in self.test]}
+
+
+def make_split(task: Task, *, train_size: int, test_size: int, seed: int, few_shot: str) -> Split:
+    """Shuffle once with the seed; take 6 demonstrations, then the training examples, then the test set.
+
+    The test set never holds an input that also appears among the demonstrations or training examples
+    (BIG-bench winowhy has duplicates). Shot counts of the training prompts are drawn here, once, so the
+    objective is a deterministic function of the angles.
+    """
+    if few_shot not in SHOT_COUNTS:
+        raise UsageError(f"--fewShotCategory: unknown {few_shot!r}; choose one of {', '.join(SHOT_COUNTS)}")
+    rng = np.random.default_rng(seed)
+    order = [task.examples[i] for i in rng.permutation(len(task.examples))]
+    available = len(order) - MAX_SHOTS
+    if train_size < 1 or train_size >= available:
+        raise UsageError(f"--trainingDataSize: {train_size} is not possible for {task.name}: it has "
+                         f"{len(order)} examples, {MAX_SHOTS} go to demonstrations and at least one to "
+                         f"the test set; allowed 1..{available - 1}")
+    fewshot, train = order[:MAX_SHOTS], order[MAX_SHOTS:MAX_SHOTS + train_size]
+    seen = {e.input for e in fewshot + train}
+    test = [e for e in order[MAX_SHOTS + train_size:] if e.input not in seen][:test_size]
+    shots = [int(k) for k in rng.choice(SHOT_COUNTS[few_shot], size=train_size)]
+    return Split(fewshot, train, test, shots)
+
+
+def split_from_ids(task: Task, ids: dict[str, list[int]], shots: list[int]) -> Split:
+    by_id = {e.id: e for e in task.examples}
+    return Split(*([by_id[i] for i in ids[key]] for key in ("fewshot", "train", "test")), shots=list(shots))
+

@@ -1,0 +1,205 @@
+"""Prompts as token ids, and fast next-token scoring with a shared few-shot prefix.
+
+Every prompt of a run starts with the same system instruction and the first k of the same six
+demonstrations, so all prompts share a prefix with the six-shot prefix. Its key/value cache is computed once
+per candidate rotation and reused: each prompt then costs only its own question's tokens. Only the logits
+at the last position are computed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from tarot.data import Example, Task
+from tarot.errors import UsageError
+from tarot.models import model_device
+
+
+@dataclass
+class PromptSet:
+    """Tokenised prompts with what is needed to score them."""
+
+    texts: list[str]
+    prompt_ids: list[list[int]]
+    prefix_ids: list[int]  # the longest shared prefix: system instruction + all six demonstrations
+    answer_ids: list[int]  # first token of each prompt's target
+    choice_ids: list[list[int]]  # first token of each of the example's choices (empty: no choices)
+    targets: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+
+def _question(example: Example, show_choices: bool) -> str:
+    if show_choices and example.choices:
+        return f"{example.input}\nChoices: {', '.join(example.choices)}"
+    return example.input
+
+
+def _messages(instruction: str, demos: Sequence[Example], question: str | None, show_choices: bool):
+    messages = [{"role": "system", "content": instruction}]
+    for demo in demos:
+        messages += [{"role": "user", "content": _question(demo, show_choices)},
+                     {"role": "assistant", "content": demo.target}]
+    if question is not None:
+        messages.append({"role": "user", "content": question})
+    return messages
+
+
+def render(tokenizer, instruction: str, demos: Sequence[Example], question: str | None,
+           show_choices: bool = False) -> str:
+    """The prompt text: the chat template when the tokenizer has one, else a plain Q/A layout."""
+    messages = _messages(instruction, demos, question, show_choices)
+    if getattr(tokenizer, "chat_template", None):
+        generation = question is not None
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+        except Exception:  # some templates (Gemma) refuse a system role: fold it into the first turn
+            merged = [{"role": "user", "content": f"{instruction}\n\n{messages[1]['content']}"}, *messages[2:]]
+            return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=generation)
+    lines = [instruction, ""]
+    for message in messages[1:]:
+        lines.append(("Q: " if message["role"] == "user" else "A: ") + message["content"])
+    return "\n".join(lines) + ("\nA:" if question is not None else "")
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    # Chat templates write their own special tokens; the plain layout needs the tokenizer's (e.g. BOS).
+    return tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None))["input_ids"]
+
+
+def first_token(tokenizer, prompt_text: str, prompt_ids: list[int], answer: str) -> int:
+    """The token the model must produce first to start ``answer`` right after the prompt."""
+    joined = _encode(tokenizer, prompt_text + answer)
+    if joined[:len(prompt_ids)] == prompt_ids and len(joined) > len(prompt_ids):
+        return joined[len(prompt_ids)]
+    return tokenizer(answer, add_special_tokens=False)["input_ids"][0]  # the answer merged into the prompt
+
+
+def build_prompts(tokenizer, task: Task, demos: Sequence[Example], examples: Sequence[Example],
+                  shots: Sequence[int]) -> PromptSet:
+    """One prompt per example with ``shots[i]`` demonstrations: the first ones of ``demos``."""
+    texts, prompt_ids, answer_ids, choice_ids = [], [], [], []
+    for example, k in zip(examples, shots, strict=True):
+        text = render(tokenizer, task.instruction, demos[:k], _question(example, task.show_choices),
+                      task.show_choices)
+        ids = _encode(tokenizer, text)
+        choices = [first_token(tokenizer, text, ids, c) for c in example.choices]
+        if len(set(choices)) != len(choices):
+            clash = [c for c, t in zip(example.choices, choices) if choices.count(t) > 1]
+            raise UsageError(f"--dataset: choices {clash} of example {example.id} start with the same token; "
+                             f"the first-token score cannot tell them apart: rename them")
+        texts.append(text)
+        prompt_ids.append(ids)
+        answer_ids.append(first_token(tokenizer, text, ids, example.target))
+        choice_ids.append(choices)
+    prefix = _encode(tokenizer, render(tokenizer, task.instruction, demos, None, task.show_choices))
+    return PromptSet(texts, prompt_ids, prefix, answer_ids, choice_ids, [e.target for e in examples])
+
+
+def _shared_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _left_padded(sequences: Sequence[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, width - len(seq):] = torch.tensor(seq)
+        mask[row, width - len(seq):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _pad_id(model) -> int:
+    pad = getattr(model.config, "pad_token_id", None)
+    return pad if isinstance(pad, int) else 0
+
+
+@torch.no_grad()
+def last_logits(model, prompts: PromptSet, *, batch_size: int = 32, prefix_cache: bool = True) -> torch.Tensor:
+    """Next-token logits (float32, on the CPU) after each prompt: shape (len(prompts), vocab).
+
+    With ``prefix_cache`` the shared prefix runs once and its key/value cache is reused by every prompt;
+    without it every prompt runs in full (the reference the tests compare with).
+    """
+    device = model_device(model)
+    out = torch.empty(len(prompts), model.config.get_text_config().vocab_size
+                      if hasattr(model.config, "get_text_config") else model.config.vocab_size)
+    if not prefix_cache:
+        for start in range(0, len(prompts), batch_size):
+            rows = list(range(start, min(start + batch_size, len(prompts))))
+            out[rows] = _run(model, [prompts.prompt_ids[i] for i in rows], 0, None, device)
+        return out
+    shared = [min(_shared_length(ids, prompts.prefix_ids), len(ids) - 1) for ids in prompts.prompt_ids]
+    longest = max(shared)
+    layers = []
+    if longest:
+        prefix = torch.tensor([prompts.prefix_ids[:longest]], device=device)
+        cache = model(input_ids=prefix, use_cache=True).past_key_values
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for index, length in enumerate(shared):
+        groups[length].append(index)
+    for length, members in sorted(groups.items()):
+        for start in range(0, len(members), batch_size):
+            rows = members[start:start + batch_size]
+            past = [(k[:, :, :length], v[:, :, :length]) for k, v in layers] if length else None
+            out[rows] = _run(model, [prompts.prompt_ids[i][length:] for i in rows], length, past, device)
+    return out
+
+
+def _run(model, suffixes: Sequence[list[int]], offset: int, past, device) -> torch.Tensor:
+    """Last-position logits of left-padded suffixes that continue ``offset`` cached prefix tokens."""
+    ids, mask = _left_padded(suffixes, _pad_id(model), device)
+    # Positions continue after the prefix and skip the padding, so a padded row sees the same positions
+    # (and the same attention) as when it runs alone.
+    positions = (offset + mask.cumsum(-1) - 1).clamp(min=offset)
+    kwargs = {}
+    if past is not None:
+        batch = len(suffixes)
+        kwargs["past_key_values"] = DynamicCache(
+            [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in past])
+        mask = torch.cat([torch.ones(batch, offset, dtype=mask.dtype, device=device), mask], dim=1)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1,
+                   use_cache=past is not None, **kwargs).logits
+    return logits[:, -1].float().cpu()
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics on next-token logits
+# ----------------------------------------------------------------------------------------------
+
+METRICS = ("prob", "accuracy", "logit_diff", "rank")
+
+
+def token_metrics(logits: torch.Tensor, prompts: PromptSet, base_logits: torch.Tensor | None = None) -> dict:
+    """Per-prompt lists: probability of the answer token, exact match, rank, logit change vs the base."""
+    answers = torch.tensor(prompts.answer_ids)
+    answer_logit = logits.gather(1, answers[:, None])[:, 0]
+    result = {
+        "prob": torch.softmax(logits, -1).gather(1, answers[:, None])[:, 0].tolist(),
+        "accuracy": (logits.argmax(-1) == answers).float().tolist(),
+        "rank": (logits > answer_logit[:, None]).sum(-1).float().tolist(),
+    }
+    if base_logits is not None:
+        result["logit_diff"] = (answer_logit - base_logits.gather(1, answers[:, None])[:, 0]).tolist()
+    return result
+
+
+def objective_values(logits: torch.Tensor, prompts: PromptSet, base_logits: torch.Tensor | None) -> dict:
+    """Means over the training prompts; each is to be maximised (``rank`` enters as minus the mean rank)."""
+    per_prompt = token_metrics(logits, prompts, base_logits)
+    means = {name: sum(values) / len(values) for name, values in per_prompt.items()}
+    means["rank"] = -means["rank"]
+    return means

@@ -1,0 +1,36 @@
+"""Small statistics shared by the evaluation scripts: bootstrap intervals and macro F1."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def bootstrap_interval(values: Sequence[float], *, samples: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval of the mean (seeded, so results files are reproducible)."""
+    data = np.asarray(values, dtype=np.float64)
+    if len(data) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(samples, len(data)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))]
+
+
+def macro_f1(predictions: Sequence[str | None], targets: Sequence[str]) -> float:
+    """Macro F1 over the target labels; a prediction outside them (or None) counts as wrong for all."""
+    labels = sorted(set(targets))
+    scores = []
+    for label in labels:
+        tp = sum(p == label and t == label for p, t in zip(predictions, targets))
+        fp = sum(p == label and t != label for p, t in zip(predictions, targets))
+        fn = sum(p != label and t == label for p, t in zip(predictions, targets))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return float(np.mean(scores))
+
+
+def summary(values: Sequence[float]) -> dict:
+    """Mean with its bootstrap interval."""
+    return {"mean": float(np.mean(values)) if len(values) else float("nan"), "ci95": bootstrap_interval(values)}
