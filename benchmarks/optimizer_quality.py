@@ -52,9 +52,26 @@ def sparse_sigmoid(dim: int, seed: int) -> Objective:
 
 
 def offcentre_bowl(dim: int, seed: int) -> Objective:
-    """Negative mean squared distance to an optimum drawn in [-pi/16, pi/4]^D, off the
-    centre of the box, so that both zero and uniform points are far from it."""
-    optimum = np.random.default_rng([OBJECTIVE_STREAM, seed, 2]).uniform(LOWER / 4, UPPER, size=dim)
+    """Negative weighted mean squared distance to an optimum drawn in [-pi/16, pi/4]^D, off
+    the centre of the box, so that both zero and uniform points are far from it. Every
+    coordinate matters, with heavy-tailed (log-normal) curvatures, the way some heads matter
+    far more than others."""
+    rng = np.random.default_rng([OBJECTIVE_STREAM, seed, 2])
+    optimum = rng.uniform(LOWER / 4, UPPER, size=dim)
+    curvatures = rng.lognormal(sigma=2.0, size=dim)
+    curvatures /= curvatures.sum()
+
+    def objective(x: np.ndarray) -> float:
+        return -float(curvatures @ (x - optimum) ** 2)
+
+    return objective
+
+
+def isotropic_bowl(dim: int, seed: int) -> Objective:
+    """Like ``offcentre_bowl`` with equal curvatures: a dense objective where 124 evaluations
+    cannot tell thousands of equally important coordinates apart, so no method can move far
+    from zero; a check that "bo" at least does no harm there."""
+    optimum = np.random.default_rng([OBJECTIVE_STREAM, seed, 3]).uniform(LOWER / 4, UPPER, size=dim)
 
     def objective(x: np.ndarray) -> float:
         return -float(np.mean((x - optimum) ** 2))
@@ -65,6 +82,7 @@ def offcentre_bowl(dim: int, seed: int) -> Objective:
 OBJECTIVES: dict[str, Callable[[int, int], Objective]] = {
     "sparse_sigmoid": sparse_sigmoid,
     "offcentre_bowl": offcentre_bowl,
+    "isotropic_bowl": isotropic_bowl,
 }
 
 

@@ -1,0 +1,187 @@
+"""How long does scoring one candidate rotation take: the paper's hooks vs TaRot's folded weights?
+
+On the default model and the training prompts of one task, times per candidate (random angles in
+[-pi/4, pi/4], fixed seed):
+
+* ``paper``: the paper's way. One forward pre-hook per (layer, head) on the attention output projection,
+  each rotating its own head's slice ``z[..., h, :] @ R_h`` (as TransformerLens' ``hook_z`` with one hook
+  per head), matrices built per head with a Python loop (``tests/reference.rotary_loop``), prompts run
+  one at a time in full with full-vocabulary logits at every position, plus one unrotated forward pass
+  per prompt (the paper recomputes the normal logits each call for ``logit_diff``).
+* ``folded``: ``rotation.rotated`` + ``last_logits(prefix_cache=False)``: batched, no prefix reuse.
+* ``tarot``: what training does (``tarot.classification.Objective``): ``rotation.rotated`` +
+  ``last_logits(prefix_cache=True)`` + ``objective_values``.
+* ``unedited``: one plain forward pass over the same prompts, ``last_logits(prefix_cache=False)``, no
+  rotation: the floor the issue compares with.
+
+Checks that the three rotated ways give the same objective (mean probability of the answer token) to
+1e-5; ``unedited`` is the unrotated model, so it is compared with the prefix-cached unrotated logits that
+``Objective`` computes once. Timing: warm up once, then ``--repeats`` interleaved rounds (paper, folded,
+tarot, unedited, paper, ...), median per method, because the machine may be shared.
+Prints one JSON object.
+
+    .venv/bin/python benchmarks/objective_speed.py --threads 2 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import rotation  # noqa: E402
+from reference import rotary_loop  # noqa: E402  (tests/reference.py: the paper's per-angle loop)
+from tarot.classification import Objective  # noqa: E402
+from tarot.data import load_task, make_split  # noqa: E402
+from tarot.models import load_model, model_device  # noqa: E402
+from tarot.scoring import build_prompts, last_logits, objective_values  # noqa: E402
+
+METHODS = ("paper", "folded", "tarot", "unedited")
+
+
+def paper_hooks(model, angles: torch.Tensor, layers: tuple[int, int], state: dict) -> list:
+    """The paper's intervention: one pre-hook per (layer, head) on o_proj's input, matrices built in loops.
+
+    Each hook rotates its own head's slice in place (as a TransformerLens ``hook_z`` hook per head would);
+    ``state["on"]`` switches them off for the normal (unrotated) pass.
+    """
+    decoder = model.model.layers
+    heads, d = angles.shape[1], 2 * angles.shape[2]
+    handles = []
+    for offset, index in enumerate(range(*layers)):
+        o_proj = decoder[index].self_attn.o_proj
+        for h in range(heads):
+            matrix = rotary_loop(angles[offset, h]).to(torch.float32)
+
+            def pre_hook(module, args, h=h, matrix=matrix):
+                if state["on"]:
+                    z = args[0].view(*args[0].shape[:-1], heads, d)
+                    z[..., h, :] = z[..., h, :] @ matrix
+
+            handles.append(o_proj.register_forward_pre_hook(pre_hook))
+    return handles
+
+
+@torch.no_grad()
+def paper_objective(model, prompts, angles: torch.Tensor, layers: tuple[int, int]) -> float:
+    """Prompts one at a time, in full, all positions' logits; a rotated and a normal pass for each."""
+    device = model_device(model)
+    state = {"on": True}
+    handles = paper_hooks(model, angles, layers, state)
+    probs = []
+    try:
+        for ids, answer in zip(prompts.prompt_ids, prompts.answer_ids):
+            tokens = torch.tensor([ids], device=device)
+            state["on"] = True
+            logits = model(input_ids=tokens, use_cache=False).logits  # (1, T, vocab)
+            state["on"] = False
+            normal = model(input_ids=tokens, use_cache=False).logits
+            probs.append(float(torch.softmax(logits[0, -1].float(), -1)[answer]))
+            _logit_diff = float(logits[0, -1, answer] - normal[0, -1, answer])  # the paper's, unused here
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(probs) / len(probs)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--dataset", default="entailed_polarity")
+    parser.add_argument("--fewShotCategory", default="mix")
+    parser.add_argument("--trainingDataSize", type=int, default=20)
+    parser.add_argument("--layer", type=int, nargs=2, default=(0, 16), metavar=("START", "END"))
+    parser.add_argument("--batchSize", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated subset of " + ",".join(METHODS))
+    args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    torch.set_num_threads(args.threads)
+    layers = tuple(args.layer)
+
+    model, tokenizer = load_model(args.model, device="cpu")
+    task = load_task(args.dataset)
+    split = make_split(task, train_size=args.trainingDataSize, test_size=100, seed=args.seed,
+                       few_shot=args.fewShotCategory)
+    prompts = build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)
+    shape = rotation.param_shape(model, layers=layers, module="reasoning", method="rotary")
+    angles = np.random.default_rng(args.seed).uniform(-math.pi / 4, math.pi / 4, size=shape)
+    angles_t = torch.as_tensor(angles)
+    objective = Objective(model, prompts, SimpleNamespace(batchSize=args.batchSize, layer=layers,
+                                                          moduleType="reasoning", rotationMethod="rotary"),
+                          shape)
+
+    base_prob = objective_values(objective.base_logits, prompts, None)["prob"]
+
+    def folded() -> float:
+        with rotation.rotated(model, angles, layers=layers, module="reasoning", method="rotary"):
+            logits = last_logits(model, prompts, batch_size=args.batchSize, prefix_cache=False)
+        return objective_values(logits, prompts, None)["prob"]
+
+    def unedited() -> float:
+        logits = last_logits(model, prompts, batch_size=args.batchSize, prefix_cache=False)
+        return objective_values(logits, prompts, None)["prob"]
+
+    runners = {"paper": lambda: paper_objective(model, prompts, angles_t, layers), "folded": folded,
+               "tarot": lambda: objective(angles)["prob"], "unedited": unedited}
+
+    values = {m: runners[m]() for m in methods}  # warm-up, and the values to compare
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for _ in range(args.repeats):
+        for m in methods:
+            start = time.perf_counter()
+            runners[m]()
+            times[m].append(time.perf_counter() - start)
+    seconds = {m: statistics.median(t) for m, t in times.items()}
+
+    rotated = [values[m] for m in ("paper", "folded", "tarot") if m in values]
+    shared = [min(len(ids) - 1, next((i for i, (a, b) in enumerate(zip(ids, prompts.prefix_ids)) if a != b),
+                                     min(len(ids), len(prompts.prefix_ids))))
+              for ids in prompts.prompt_ids]
+
+    def ratio(a: str, b: str):
+        return seconds[a] / seconds[b] if a in seconds and b in seconds else None
+
+    result = {
+        "model": args.model, "dataset": args.dataset, "fewShotCategory": args.fewShotCategory,
+        "layers": list(layers), "num_angles": int(np.prod(shape)), "prompts": len(prompts),
+        "threads": torch.get_num_threads(), "repeats": args.repeats,
+        "seconds_per_candidate": seconds,
+        "all_times": times,
+        "paper_over_tarot": ratio("paper", "tarot"),
+        "tarot_over_unedited": ratio("tarot", "unedited"),
+        "folded_over_tarot": ratio("folded", "tarot"),
+        "objective_prob": values,
+        "max_abs_diff_rotated": (max(rotated) - min(rotated)) if rotated else None,
+        "agree_1e-5": (max(rotated) - min(rotated)) <= 1e-5 if rotated else None,
+        "unedited_vs_prefix_cached_base_diff": abs(values["unedited"] - base_prob) if "unedited" in values else None,
+        "tokens": {"prefix_length": len(prompts.prefix_ids), "total": sum(map(len, prompts.prompt_ids)),
+                   "shared_prefix_used_max": max(shared),
+                   "suffix_total": sum(len(ids) - s for ids, s in zip(prompts.prompt_ids, shared)),
+                   "prompt_lengths": [len(ids) for ids in prompts.prompt_ids]},
+        "goals": {"paper_over_tarot>=10": (ratio("paper", "tarot") or 0) >= 10,
+                  "tarot_over_unedited<=1.3": (ratio("tarot", "unedited") or math.inf) <= 1.3},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

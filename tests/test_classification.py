@@ -1,0 +1,161 @@
+"""Classification end to end: splits, the prefix-cached objective, determinism, resume and bad input.
+
+The scoring maths runs on tiny random models of several architectures; the scripts run on the real embedded
+model with tiny budgets (a few layers, 4 training prompts, a handful of evaluations).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import rotation
+from conftest import ROOT, make_tiny_model
+from tarot.classification import evaluate, train
+from tarot.cli import run_main
+from tarot.data import load_task, make_split
+from tarot.scoring import PromptSet, last_logits
+
+TINY = ["--model", "smollm2", "--layer", "0", "2", "--trainingDataSize", "4", "--initialPoints", "2",
+        "--iterations", "2", "--testingDataSize", "12", "--batchSize", "8"]
+
+
+def _history(run):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in map(json.loads, run.history.open())]
+
+
+# ---- prompts and the prefix cache -----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["llama", "qwen2", "gemma2", "gpt2", "gpt_neox", "opt", "phi3"])
+def test_prefix_cache_equals_plain_forward(name):
+    model = make_tiny_model(name)
+    rng = np.random.default_rng(0)
+    prefix = rng.integers(3, 97, size=15).tolist()
+    # prompts share 0, 5, 9 or 15 prefix tokens, then have their own questions of different lengths
+    prompts = [prefix[:k] + rng.integers(3, 97, size=int(rng.integers(2, 8))).tolist()
+               for k in (0, 5, 5, 9, 15, 15, 15)]
+    prompt_set = PromptSet([""] * len(prompts), prompts, prefix, [1] * len(prompts), [[]] * len(prompts),
+                           [""] * len(prompts))
+    params = torch.rand(rotation.param_shape(model, layers=(0, 2), module="reasoning", method="givens"),
+                        generator=torch.Generator().manual_seed(0)) - 0.5
+    with rotation.rotated(model, params, layers=(0, 2), module="reasoning", method="givens"):
+        cached = last_logits(model, prompt_set, batch_size=3)
+        plain = last_logits(model, prompt_set, prefix_cache=False, batch_size=3)
+        alone = torch.stack([model(torch.tensor([p])).logits[0, -1] for p in prompts]).detach()
+    torch.testing.assert_close(plain, alone, atol=1e-5, rtol=0)  # left padding changes nothing
+    torch.testing.assert_close(cached, alone, atol=1e-5, rtol=0)
+
+
+def test_splits_are_disjoint_and_deterministic():
+    task = load_task("winowhy")  # has duplicated inputs
+    split = make_split(task, train_size=20, test_size=2000, seed=3, few_shot="mix")
+    ids = split.ids()
+    assert len(ids["fewshot"]) == 6 and len(ids["train"]) == 20
+    assert not set(ids["fewshot"]) & set(ids["train"])
+    assert not (set(ids["fewshot"]) | set(ids["train"])) & set(ids["test"])
+    seen_inputs = {e.input for e in split.fewshot + split.train}
+    assert not any(e.input in seen_inputs for e in split.test)
+    assert set(split.shots) <= {0, 2, 4, 6}
+    again = make_split(task, train_size=20, test_size=2000, seed=3, few_shot="mix")
+    assert again.ids() == ids and again.shots == split.shots
+    assert make_split(task, train_size=20, test_size=2000, seed=4, few_shot="mix").ids() != ids
+    # the test size never changes what is trained on
+    assert make_split(task, train_size=20, test_size=5, seed=3, few_shot="mix").ids()["train"] == ids["train"]
+
+
+# ---- the scripts on the embedded model -------------------------------------------------------
+
+def test_train_is_deterministic_and_resumes_exactly(tmp_path):
+    flags = [*TINY, "--dataset", "entailed_polarity"]
+    full = train([*flags, "--outputDir", str(tmp_path / "a"), "--iterations", "4"])
+    again = train([*flags, "--outputDir", str(tmp_path / "b"), "--iterations", "4"])
+    assert _history(full) == _history(again)
+    assert len(_history(full)) == 2 + 4
+    assert _history(full)[0]["initial"] and not _history(full)[-1]["initial"]
+
+    # interrupted after 3 evaluations (the points file holds one unlogged extra point, as after a kill
+    # between its two writes), then continued with a larger --iterations
+    resumed = train([*flags, "--outputDir", str(tmp_path / "c"), "--iterations", "2"])
+    lines = resumed.history.read_text().splitlines()
+    resumed.history.write_text("\n".join(lines[:3]) + "\n")
+    train([*flags, "--outputDir", str(tmp_path / "c"), "--iterations", "4"])
+    assert _history(resumed) == _history(full)
+
+    split = json.loads(full.split.read_text())
+    assert len(split["train_prompts"]) == 4 and len(split["train_answer_token_ids"]) == 4
+    config = json.loads(full.config.read_text())
+    assert config["num_angles"] == 2 * 9 * 32 and config["identity"]["seed"] == 0
+
+
+def test_zero_rotation_is_the_unedited_model(tmp_path):
+    run = train([*TINY, "--dataset", "navigate", "--outputDir", str(tmp_path)])
+    first = _history(run)[0]
+    assert first["logit_diff"] == pytest.approx(0.0, abs=1e-5)  # the zero point changes no logit
+
+
+def test_custom_jsonl_end_to_end(tmp_path):
+    data = tmp_path / "parity.jsonl"
+    with data.open("w") as handle:
+        for i in range(40):
+            handle.write(json.dumps({"input": f"Is {i} even or odd?", "target": "even" if i % 2 == 0 else "odd",
+                                     "choices": ["even", "odd"]}) + "\n")
+    flags = [*TINY, "--dataset", str(data), "--instruction", "Answer even or odd.",
+             "--outputDir", str(tmp_path / "runs")]
+    run = train(flags)
+    results = evaluate(flags)
+    assert results["n_test"] == 12 == len(results["test_ids"])
+    for setting in ("zero_shot", "few_shot"):
+        for who in ("base", "tarot"):
+            r = results[setting][who]
+            assert 0 <= r["accuracy"] <= 1 and 0 <= r["restricted_accuracy"] <= 1
+            assert r["accuracy_ci95"][0] <= r["accuracy"] <= r["accuracy_ci95"][1]
+    assert json.loads(run.results.read_text())["few_shot"]["base"] == results["few_shot"]["base"]
+    assert set(results["test_ids"]).isdisjoint(json.loads(run.split.read_text())["train"])
+    split = json.loads(run.split.read_text())
+    assert "Choices: even, odd" in split["train_prompts"][0]
+
+
+# ---- bad input: one line, exit code 2, nothing overwritten -----------------------------------
+
+def _fails(capsys, main, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    return err
+
+
+def test_bad_input(tmp_path, capsys):
+    base = [*TINY, "--outputDir", str(tmp_path)]
+    ep = [*base, "--dataset", "entailed_polarity"]
+    _fails(capsys, train, [*base, "--dataset", "nope"], "--dataset: unknown 'nope'")
+    _fails(capsys, train, [*ep, "--metric", "f2"], "--metric")
+    _fails(capsys, train, [*ep, "--rotationMethod", "spin"], "--rotationMethod")
+    _fails(capsys, train, [*ep, "--angle_0", "quarter"], "--angle_0/--angle_1: cannot read angle 'quarter'")
+    _fails(capsys, train, [*ep, "--angle_0", "1/4", "--angle_1", "neg 1/4"], "--angle_0 must be below")
+    _fails(capsys, train, [*ep, "--trainingDataSize", "500"], "--trainingDataSize: 500 is not possible")
+    _fails(capsys, train, [*ep, "--layer", "0", "99"], "outside the model's 30 layers")
+    _fails(capsys, train, [*ep, "--layer", "3", "1"], "--layer")
+    _fails(capsys, evaluate, ep, "run trainRotation_NN_kernel.py first")
+    run = train(ep)
+    history = run.history.read_text()
+    capsys.readouterr()
+    # another optimizer writes elsewhere, but a changed instruction in the same folder is refused
+    _fails(capsys, train, [*ep, "--instruction", "Say yes."], "holds a run with other settings")
+    assert run.history.read_text() == history
+
+
+def test_script_exit_code_and_single_line(tmp_path):
+    result = subprocess.run([sys.executable, "trainRotation_NN_kernel.py", "--dataset", "entailed_polarity",
+                             "--angle_0", "neg 1/4", "--angle_1", "neg 1/2", "--outputDir", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "trainRotation_NN_kernel.py: error: --angle_0 must be below --angle_1, got 'neg 1/4' >= 'neg 1/2'"]
+    assert not list(tmp_path.iterdir())
