@@ -268,8 +268,12 @@ def _hf_scorer(name: str) -> Scorer:
     except ValueError as error:
         raise UsageError(f"--scorer {name}: {error}; name it as hf:{model_id}:<label>") from None
 
+    max_length = pipe.tokenizer.model_max_length
+    if not max_length or max_length > 100_000:  # tokenizer without a recorded limit
+        max_length = getattr(pipe.model.config, "max_position_embeddings", 512)
+
     def score(texts: list[str], _references: list[str] | None) -> list[float]:
-        outputs = pipe(texts, truncation=True, batch_size=16)
+        outputs = pipe(texts, truncation=True, max_length=max_length, batch_size=16)
         return [next(item["score"] for item in output if item["label"] == label) for output in outputs]
 
     return Scorer(f"hf:{model_id}:{label}", f"P({label}) from {model_id} (Hugging Face)", False, score)

@@ -6,13 +6,14 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-import transformers
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub (read at import time)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
 
 _COMMON = dict(vocab_size=97, num_hidden_layers=3, max_position_embeddings=64)
 _LLAMA_LIKE = dict(hidden_size=32, intermediate_size=40, num_attention_heads=4, num_key_value_heads=2)
