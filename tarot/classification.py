@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import platform
 import sys
 
 import numpy as np
@@ -14,7 +13,7 @@ from tarot import cli
 from tarot.data import MAX_SHOTS, Split, Task, load_task, make_split
 from tarot.errors import UsageError
 from tarot.models import load_model, save_model
-from tarot.runs import RunDir, git_commit, read_json, write_json
+from tarot.runs import RunDir, git_commit, read_json, versions, write_json
 from tarot.scoring import METRICS, PromptSet, build_prompts, last_logits, objective_values
 from tarot.search import SearchSpec, best_angles, search
 from tarot.stats import macro_f1, summary
@@ -26,19 +25,9 @@ def parser(description: str):
     return cli.build_parser(description, metrics=METRICS, default_metric="prob", default_test_size=200)
 
 
-def _versions() -> dict:
-    import bayes_opt
-    import transformers
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "bayes_opt": bayes_opt.__version__}
-
-
-def _angle_shape(model, args) -> tuple[int, ...]:
-    try:
-        return rotation.param_shape(model, layers=args.layer, module=args.moduleType, method=args.rotationMethod)
-    except ValueError as error:
-        raise UsageError(f"--layer/--moduleType/--rotationMethod: {error}") from None
+def check_dataset(args, datasets: tuple[str, ...] | None) -> None:
+    if datasets is not None and args.dataset not in datasets:
+        raise UsageError(f"--dataset: {args.dataset!r} is not one of {', '.join(datasets)}")
 
 
 def _setup(args) -> tuple[Task, Split, RunDir]:
@@ -65,18 +54,21 @@ class Objective:
         return objective_values(logits, self.prompts, self.base_logits)
 
 
-def train(argv=None) -> RunDir:
-    args = cli.parse(parser("TaRot: search rotation angles on a classification task."), argv)
+def train(argv=None, *, datasets: tuple[str, ...] | None = None,
+          description: str = "TaRot: search rotation angles on a classification task.") -> RunDir:
+    """The search. ``datasets`` restricts --dataset (the topic scripts accept only topic tasks)."""
+    args = cli.parse(parser(description), argv)
+    check_dataset(args, datasets)
     task, split, run = _setup(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    shape = _angle_shape(model, args)
+    shape = cli.angle_shape(model, args)
     prompts = build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)
     if not run.config.exists():
         write_json(run.split, {**split.ids(), "train_shots": split.shots, "train_prompts": prompts.texts,
                                "train_answer_token_ids": prompts.answer_ids})
     write_json(run.config, {"identity": cli.identity(args, task.source), "flags": vars(args) | {"layer": list(args.layer)},
                             "angle_shape": list(shape), "num_angles": int(np.prod(shape)),
-                            "versions": _versions(), "git_commit": git_commit(), "command": sys.argv})
+                            "versions": versions(), "git_commit": git_commit(), "command": sys.argv})
     lower, upper = cli.radians(args)
     print(f"TaRot search: {task.name}, {len(split.train)} training prompts, {int(np.prod(shape))} angles "
           f"{tuple(shape)} in [{lower:.4f}, {upper:.4f}], {args.optimizer}, run {run.path}", file=sys.stderr)
@@ -98,21 +90,27 @@ def classify(logits: torch.Tensor, prompts: PromptSet, tokenizer) -> dict:
     over the choices' first tokens), macro F1 of the exact-match predictions, with 95% intervals."""
     top = logits.argmax(-1).tolist()
     exact, restricted, predicted = [], [], []
-    for row, (answer, choices, target) in enumerate(zip(prompts.answer_ids, prompts.choice_ids, prompts.targets)):
+    for row, (answer, choice_ids, choices) in enumerate(zip(prompts.answer_ids, prompts.choice_ids,
+                                                             prompts.choices)):
         exact.append(float(top[row] == answer))
-        if choices:
-            best = choices[int(logits[row, choices].argmax())]
-            restricted.append(float(best == answer))
-        predicted.append(tokenizer.decode([top[row]]).strip())
-    # A prediction counts for a label when its top token is that label's first token.
-    labels = [target if top[row] == prompts.answer_ids[row] else predicted[row]
-              for row, target in enumerate(prompts.targets)]
-    result = {"accuracy": summary(exact)["mean"], "accuracy_ci95": summary(exact)["ci95"],
-              "f1": macro_f1(labels, prompts.targets)}
-    if restricted:
-        result |= {"restricted_accuracy": summary(restricted)["mean"],
-                   "restricted_accuracy_ci95": summary(restricted)["ci95"]}
-    return result
+        if choice_ids:
+            restricted.append(float(choice_ids[int(logits[row, choice_ids].argmax())] == answer))
+        # the label whose first token is the top token; else the decoded token itself (counts as wrong)
+        by_token = dict(zip(choice_ids, choices)) | {answer: prompts.targets[row]}
+        predicted.append(by_token.get(top[row], tokenizer.decode([top[row]]).strip()))
+    return label_metrics(exact, predicted, prompts.targets) | (
+        {"restricted_accuracy": summary(restricted)["mean"], "restricted_accuracy_ci95": summary(restricted)["ci95"]}
+        if restricted else {})
+
+
+def label_metrics(correct: list[float], predicted: list[str | None], targets: list[str]) -> dict:
+    stats = summary(correct)
+    return {"accuracy": stats["mean"], "accuracy_ci95": stats["ci95"], "f1": macro_f1(predicted, targets)}
+
+
+def next_token_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
+    """Score the model as it is now by its next token after each prompt."""
+    return classify(last_logits(model, prompts, batch_size=args.batchSize), prompts, tokenizer)
 
 
 def _table(results: dict) -> str:
@@ -124,14 +122,20 @@ def _table(results: dict) -> str:
             ci = "[{:.2f}, {:.2f}]".format(*r["accuracy_ci95"])
             lines.append(f"{setting:<10} {who:<7} {r['accuracy']:>9.3f} {ci:>15} "
                          f"{r.get('restricted_accuracy', float('nan')):>11.3f} {r['f1']:>6.3f}")
+    lines.append("accuracy: the top token is the answer's first token (the paper's exact match); restricted: "
+                 "argmax over the choices' first tokens")
     return "\n".join(lines)
 
 
-def evaluate(argv=None) -> dict:
-    p = parser("TaRot: evaluate the best rotation of a finished search on held-out data.")
+def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_token_judge,
+             description: str = "TaRot: evaluate the best rotation of a finished search on held-out data.") -> dict:
+    """Held-out evaluation, zero-shot and six-shot, unedited vs edited; ``judge(model, tokenizer, prompts,
+    args) -> metrics`` scores the model in its current state (next token here, generated words for topics)."""
+    p = parser(description)
     p.add_argument("--exportModel", default=None, metavar="DIR",
                    help="also save the edited model as a standard Hugging Face checkpoint in DIR")
     args = cli.parse(p, argv)
+    check_dataset(args, datasets)
     task, split, run = _setup(args)
     if not run.config.exists():
         raise UsageError(f"no trained run for these flags at {run.path}: run trainRotation_NN_kernel.py first")
@@ -139,7 +143,7 @@ def evaluate(argv=None) -> dict:
     if saved["train"] != [e.id for e in split.train] or saved["fewshot"] != [e.id for e in split.fewshot]:
         raise UsageError(f"{run.split} does not match the split these flags give; the data file changed?")
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    shape = _angle_shape(model, args)
+    shape = cli.angle_shape(model, args)
     angles, best = best_angles(run, shape)
     n_test = len(split.test)
     if n_test < args.testingDataSize:
@@ -152,11 +156,10 @@ def evaluate(argv=None) -> dict:
     edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
     for setting, shots in (("zero_shot", 0), ("few_shot", MAX_SHOTS)):
         prompts = build_prompts(tokenizer, task, split.fewshot, split.test, [shots] * n_test)
-        base = last_logits(model, prompts, batch_size=args.batchSize)
+        base = judge(model, tokenizer, prompts, args)
         with rotation.rotated(model, angles, **edit):
-            tarot = last_logits(model, prompts, batch_size=args.batchSize)
-        results[setting] = {"shots": shots, "base": classify(base, prompts, tokenizer),
-                            "tarot": classify(tarot, prompts, tokenizer)}
+            tarot = judge(model, tokenizer, prompts, args)
+        results[setting] = {"shots": shots, "base": base, "tarot": tarot}
     write_json(run.results, results)
     print(_table(results))
     print(f"written {run.results}")

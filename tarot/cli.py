@@ -85,6 +85,14 @@ def radians(args) -> tuple[float, float]:
     return (args.angle_bounds[0] * math.pi, args.angle_bounds[1] * math.pi)
 
 
+def angle_shape(model, args) -> tuple[int, ...]:
+    """Shape of the angles for these flags on this model; a layer range the model lacks is a flag error."""
+    try:
+        return rotation.param_shape(model, layers=args.layer, module=args.moduleType, method=args.rotationMethod)
+    except ValueError as error:
+        raise UsageError(f"--layer/--moduleType/--rotationMethod: {error}") from None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 

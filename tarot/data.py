@@ -34,6 +34,9 @@ TASKS = {
     "winowhy": ("winowhy.jsonl",
                 "Please answer the following questions about which words certain pronouns refer to. Say "
                 "whether the reasoning given is correct or incorrect. Answer with correct or incorrect."),
+    "review_topic": ("review_topic.jsonl",
+                     "Say what the review is about. Answer with one word: hotels, medicine, products or "
+                     "university."),
 }
 ONLINE_TASKS = ("ag_news",)
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")

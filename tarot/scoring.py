@@ -30,6 +30,11 @@ class PromptSet:
     answer_ids: list[int]  # first token of each prompt's target
     choice_ids: list[list[int]]  # first token of each of the example's choices (empty: no choices)
     targets: list[str]
+    choices: list[tuple[str, ...]] | None = None  # the choices themselves, aligned with choice_ids
+
+    def __post_init__(self):
+        if self.choices is None:
+            self.choices = [()] * len(self.prompt_ids)
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -99,7 +104,8 @@ def build_prompts(tokenizer, task: Task, demos: Sequence[Example], examples: Seq
         answer_ids.append(first_token(tokenizer, text, ids, example.target))
         choice_ids.append(choices)
     prefix = _encode(tokenizer, render(tokenizer, task.instruction, demos, None, task.show_choices))
-    return PromptSet(texts, prompt_ids, prefix, answer_ids, choice_ids, [e.target for e in examples])
+    return PromptSet(texts, prompt_ids, prefix, answer_ids, choice_ids, [e.target for e in examples],
+                     [e.choices for e in examples])
 
 
 def _shared_length(a: list[int], b: list[int]) -> int:

