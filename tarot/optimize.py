@@ -6,10 +6,11 @@ few seconds each), so two strategies share one interface:
 * ``"random"``: uniform sampling in the box, the control every result is compared against.
 * ``"bo"``: Bayesian optimisation with a TuRBO-style trust region. A Gaussian process and
   ``bayes_opt``'s Expected Improvement score thousands of candidates that perturb a few
-  coordinates of the best point so far. ``bayes_opt``'s own acquisition search (10,000
-  uniform points, then L-BFGS-B with finite differences) neither finishes in time at this
-  dimension nor finds anything better than random search, because uniform points in
-  thousands of dimensions are all far from everything evaluated.
+  coordinates of the best point so far. ``bayes_opt``'s own acquisition search does not
+  fit this size: at D = 4,320 with 124 points, scoring its 10,000 uniform points took 5.3 s
+  here, and each finite-difference gradient of its 10 L-BFGS-B runs needs 4,321 acquisition
+  calls (~0.16 s each). Uniform points in thousands of dimensions are also all far from
+  everything evaluated, so ranking them is close to random search.
 
 Every suggestion is a pure function of the seed, the constructor arguments and the full
 history of evaluated points and values. Nothing else is stored between calls: randomness
@@ -21,6 +22,7 @@ continues with bit-identical suggestions.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,13 +51,17 @@ class Optimizer(Protocol):
 class TrustRegionSettings:
     """Knobs of the trust-region search; lengths are fractions of the box width.
 
-    ``expected_perturbed_coords`` is TuRBO's ``min(1, 20 / D)`` perturbation probability
-    times ``D``: changing a handful of coordinates at a time is what lets a model fitted on
-    ~100 points rank candidates at all in thousands of dimensions.
+    Candidates change between 1 and ``max_perturbed_coords`` coordinates of the best point
+    (log-uniformly many). Changing few coordinates at a time is what lets a model fitted on
+    ~100 points rank candidates at all in thousands of dimensions; mixing sparse and less
+    sparse steps lets Expected Improvement pick the step size. While tuning on
+    ``benchmarks/optimizer_quality.py`` (D = 4,320, 124 evaluations, 3 seeds) this beat
+    TuRBO's fixed ``min(1, 20 / D)`` probability per coordinate clearly (best value 0.85
+    vs 0.71 on the sparse objective, -0.142 vs -0.151 on the weighted bowl).
     """
 
     n_candidates: int = 5000
-    expected_perturbed_coords: float = 20.0
+    max_perturbed_coords: int = 200
     length_init: float = 0.8
     length_min: float = 2.0**-7
     length_max: float = 1.6
@@ -107,15 +113,15 @@ def make_optimizer(
     """
     if kind not in OPTIMIZER_KINDS:
         raise ValueError(f"unknown optimizer kind {kind!r}; expected one of {OPTIMIZER_KINDS}")
-    if not isinstance(dim, int) or dim < 1:
+    if not isinstance(dim, numbers.Integral) or dim < 1:
         raise ValueError(f"dim must be a positive integer, got {dim!r}")
     if not (math.isfinite(lower) and math.isfinite(upper)) or lower >= upper:
         raise ValueError(f"bounds must be finite with lower < upper, got lower={lower}, upper={upper}")
-    if not isinstance(initial_points, int) or initial_points < 1:
+    if not isinstance(initial_points, numbers.Integral) or initial_points < 1:
         raise ValueError(f"initial_points must be a positive integer, got {initial_points!r}")
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    design = InitialDesign(dim, float(lower), float(upper), seed, initial_points, include_zero)
+    design = InitialDesign(int(dim), float(lower), float(upper), int(seed), int(initial_points), include_zero)
     if kind == "random":
         return RandomSearch(design)
     return TrustRegionBO(design)
@@ -203,7 +209,7 @@ class TrustRegionBO:
        maximising the marginal likelihood over a small grid. Per-dimension length-scales
        cannot be fitted from ~100 points in thousands of dimensions.
     3. Draws ``n_candidates`` points that copy the best point and redraw a random subset of
-       about ``expected_perturbed_coords`` coordinates uniformly within the trust region
+       1 to ``max_perturbed_coords`` coordinates uniformly within the trust region
        (intersected with the box), and returns the one with the highest Expected
        Improvement (``bayes_opt.acquisition.ExpectedImprovement``) that has not been
        evaluated already. Because candidates differ from the best point in few
@@ -225,14 +231,17 @@ class TrustRegionBO:
         standard_y = standardise(y)
         gp = self.fit_gp(unit_x, standard_y)
         incumbent = int(np.argmax(y))
-        rng = self.design.rng(y.size)
-        columns, unit_values = self.candidate_perturbations(unit_x[incumbent], region.length, rng)
-        scores = self.candidate_scores(gp, unit_x, incumbent, standard_y[incumbent], columns, unit_values)
+        deltas = self.candidate_deltas(unit_x[incumbent], region.length, self.design.rng(y.size))
+        scores = self.expected_improvement_of(deltas, gp, unit_x, incumbent, standard_y[incumbent])
         width = self.design.upper - self.design.lower
         for best in np.argsort(-scores, kind="stable"):
+            row = slice(deltas.indptr[best], deltas.indptr[best + 1])
+            columns = deltas.indices[row]
             candidate = x[incumbent].copy()
-            candidate[columns[best]] = np.clip(
-                self.design.lower + unit_values[best] * width, self.design.lower, self.design.upper
+            candidate[columns] = np.clip(
+                self.design.lower + (unit_x[incumbent, columns] + deltas.data[row]) * width,
+                self.design.lower,
+                self.design.upper,
             )
             if not np.any(np.all(x == candidate, axis=1)):
                 return candidate
@@ -314,53 +323,51 @@ class TrustRegionBO:
         assert best is not None
         return best
 
-    def candidate_perturbations(
+    def candidate_deltas(
         self, unit_center: np.ndarray, length: float, rng: np.random.Generator
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per candidate: which coordinates change and their new unit-cube values.
+    ) -> scipy.sparse.csr_matrix:
+        """Candidates as sparse changes to the incumbent, one row each, in unit-cube units.
 
-        Each coordinate changes with probability ``min(1, expected_perturbed_coords / D)``,
-        at least one per candidate; new values are uniform within ``center +- length / 2``
-        intersected with ``[0, 1]``, so they never collapse onto the box edge.
+        Each candidate draws a log-uniform number in ``[1, min(D, max_perturbed_coords)]`` of
+        coordinates with replacement (repeats merged, which only matters when that number is a
+        sizeable fraction of D) and gives each a new value uniform within
+        ``center +- length / 2`` intersected with ``[0, 1]``, so values never pile up on the
+        box edge. Vectorised: a Python loop per candidate would dominate the run time.
         """
-        dim = self.design.dim
-        probability = min(1.0, self.settings.expected_perturbed_coords / dim)
-        counts = np.maximum(1, rng.binomial(dim, probability, size=self.settings.n_candidates))
-        columns = [rng.choice(dim, size=count, replace=False) for count in counts]
-        values = []
-        for cols in columns:
-            low = np.maximum(unit_center[cols] - length / 2, 0.0)
-            high = np.minimum(unit_center[cols] + length / 2, 1.0)
-            values.append(low + (high - low) * rng.random(cols.size))
-        return columns, values
+        dim, n_candidates = self.design.dim, self.settings.n_candidates
+        max_count = min(dim, self.settings.max_perturbed_coords)
+        log_counts = rng.uniform(0.0, math.log(max_count + 1), size=n_candidates)
+        counts = np.clip(np.floor(np.exp(log_counts)).astype(np.int64), 1, max_count)
+        rows = np.repeat(np.arange(n_candidates), counts)
+        keys = np.sort(rows * dim + rng.integers(0, dim, size=rows.size))
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]  # np.unique, 50x faster here
+        rows, columns = np.divmod(keys, dim)
+        low = np.maximum(unit_center[columns] - length / 2, 0.0)
+        high = np.minimum(unit_center[columns] + length / 2, 1.0)
+        new_values = low + (high - low) * rng.random(columns.size)
+        row_starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_candidates))])
+        return scipy.sparse.csr_matrix(
+            (new_values - unit_center[columns], columns, row_starts), shape=(n_candidates, dim)
+        )
 
-    def candidate_scores(
+    def expected_improvement_of(
         self,
+        deltas: scipy.sparse.csr_matrix,
         gp: GaussianProcessFit,
         unit_x: np.ndarray,
         incumbent: int,
         best_standard_y: float,
-        columns: list[np.ndarray],
-        unit_values: list[np.ndarray],
     ) -> np.ndarray:
-        """Expected Improvement of each candidate under the GP posterior.
+        """Expected Improvement of each candidate ``incumbent + delta`` under the GP posterior.
 
-        With ``delta`` the sparse change from the incumbent ``c``,
-        ``|c + delta - x_i|^2 = |c - x_i|^2 + 2 delta.(c - x_i) + |delta|^2``; only the middle
-        term depends on the candidate, and it is a sparse-times-dense product.
+        ``|c + delta - x_i|^2 = |c - x_i|^2 + 2 delta.(c - x_i) + |delta|^2``: only the middle
+        term mixes candidate and data, and it is a sparse-times-dense product.
         """
-        center = unit_x[incumbent]
-        rows = np.repeat(np.arange(len(columns)), [cols.size for cols in columns])
-        all_columns = np.concatenate(columns)
-        deltas = np.concatenate(unit_values) - center[all_columns]
-        delta_matrix = scipy.sparse.csr_matrix((deltas, (rows, all_columns)), shape=(len(columns), self.design.dim))
-        offsets_from_points = center - unit_x
-        center_sq_distances = np.einsum("ij,ij->i", offsets_from_points, offsets_from_points)
-        delta_sq_norms = np.bincount(rows, weights=deltas**2, minlength=len(columns))
+        offsets_from_points = unit_x[incumbent] - unit_x
         sq_distances = (
-            center_sq_distances[None, :]
-            + 2.0 * np.asarray(delta_matrix @ offsets_from_points.T)
-            + delta_sq_norms[:, None]
+            np.einsum("ij,ij->i", offsets_from_points, offsets_from_points)[None, :]
+            + 2.0 * np.asarray(deltas @ offsets_from_points.T)
+            + np.asarray(deltas.multiply(deltas).sum(axis=1))
         )
         cross_correlation = matern52(np.sqrt(np.maximum(sq_distances, 0.0)), gp.length_scale)
         mean = cross_correlation @ gp.weights
