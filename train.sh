@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Reproduce the paper's tables on the embedded SmolLM2-135M-Instruct (30 layers, 9 heads of 64).
+#
+#   ./train.sh                 every experiment, one after the other
+#   ./train.sh navigate        only the lines whose flags contain "navigate"
+#   ./train.sh "optimizer random"
+#
+# Each line searches (4 initial points, the first the unedited model, + 120 iterations on 20 training
+# examples), evaluates on held-out data, then copies config.json, history.jsonl and results.json to
+# results/ (`python report.py --collect runs`). `python report.py` rebuilds results/summary.json, the table
+# in results/README.md and the plots from those files only. Settings follow the paper's recipe for its
+# models: the first half of the layers (the paper: Llama-3-8B 0-16 of 32), +-pi/4, rotary, prob, mix.
+# Every BO line has a random-search control at the same budget.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PY:-.venv/bin/python}
+ONLY=${1:-}
+experiment() {  # experiment TRAIN_SCRIPT TEST_SCRIPT FLAGS...
+  [[ -z "$ONLY" || " ${*:3} " == *"$ONLY"* ]] || return 0
+  echo "== $(date +%T) $1 ${*:3}"
+  local start=$SECONDS
+  "$PY" "$1" "${@:3}" && "$PY" "$2" "${@:3}" && "$PY" report.py --collect runs
+  echo "== $(( SECONDS - start )) s: $1 ${*:3}"
+}
+SMOL=(--model smollm2 --layer 0 15 --angle_0 'neg 1/4' --angle_1 '1/4' --moduleType reasoning --rotationMethod rotary
+      --trainingDataSize 20 --initialPoints 4 --iterations 120 --seed 0)
+
+# Classification (BIG-bench), zero-shot and six-shot evaluation: the paper's Table 1
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer random
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset navigate --optimizer bo
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset navigate --optimizer random
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset winowhy --optimizer bo
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset winowhy --optimizer random
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset color --optimizer bo
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset color --optimizer random
+# Topic classification answered in words (ag_news needs the hub: offline, the four-domain review_topic)
+experiment train_topic.py test_topic.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset review_topic --optimizer bo
+experiment train_topic.py test_topic.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset review_topic --optimizer random
+# Generation scored by a reward (zero-shot): positive sentiment, non-toxicity, summary ROUGE-L
+experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset imdb --optimizer bo
+experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset imdb --optimizer random
+experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset toxicity --optimizer bo
+experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset toxicity --optimizer random
+experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer bo
+experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer random
+
+# The paper's own settings for its four models (need a GPU and the Hugging Face hub):
+# python trainRotation_NN_kernel.py --model qwen_2 --layer 0 5 --angle_0 'neg 1/4' --angle_1 '1/4' --dataset color --moduleType reasoning --metric prob --fewShotCategory mix --trainingDataSize 20 --rotationMethod rotary
+# python trainRotation_NN_kernel.py --model phi-3 --layer 0 6 --angle_0 'neg 1/4' --angle_1 '1/4' --dataset color --moduleType reasoning --metric prob --fewShotCategory mix --trainingDataSize 20 --rotationMethod givens
+# python trainRotation_NN_kernel.py --model llama-3-8b --layer 0 16 --angle_0 'neg 1/6' --angle_1 '1/6' --dataset color --moduleType reasoning --metric prob --fewShotCategory mix --trainingDataSize 10 --rotationMethod rotary
+# python trainRotation_NN_kernel.py --model mixtral --layer 0 16 --angle_0 'neg 1/6' --angle_1 '1/6' --dataset color --moduleType reasoning --metric prob --fewShotCategory mix --trainingDataSize 10 --rotationMethod rotary
+# (then evaluateRotation.py with the same flags; the same for navigate, entailed_polarity, winowhy, ag_news)
