@@ -86,18 +86,23 @@ def train(argv=None, *, datasets: tuple[str, ...] | None = None,
 # ----------------------------------------------------------------------------------------------
 
 def classify(logits: torch.Tensor, prompts: PromptSet, tokenizer) -> dict:
-    """Accuracy (the paper's: the top token is the answer's first token), restricted accuracy (argmax
-    over the choices' first tokens), macro F1 of the exact-match predictions, with 95% intervals."""
+    """Accuracy (the paper's exact match: the decoded top token is the answer's first token, ignoring case
+    and surrounding spaces, so "No" answers "no"), restricted accuracy (argmax over the choices' first
+    tokens), macro F1 of the exact-match predictions, with 95% intervals."""
     top = logits.argmax(-1).tolist()
+
+    def word(token_id: int) -> str:
+        return tokenizer.decode([token_id]).strip().lower()
+
     exact, restricted, predicted = [], [], []
     for row, (answer, choice_ids, choices) in enumerate(zip(prompts.answer_ids, prompts.choice_ids,
                                                              prompts.choices)):
-        exact.append(float(top[row] == answer))
+        exact.append(float(word(top[row]) == word(answer) != ""))
         if choice_ids:
             restricted.append(float(choice_ids[int(logits[row, choice_ids].argmax())] == answer))
-        # the label whose first token is the top token; else the decoded token itself (counts as wrong)
-        by_token = dict(zip(choice_ids, choices)) | {answer: prompts.targets[row]}
-        predicted.append(by_token.get(top[row], tokenizer.decode([top[row]]).strip()))
+        # the label whose first token reads as the top token; else the token itself (counts as wrong)
+        by_word = {word(i): c for i, c in zip(choice_ids, choices)} | {word(answer): prompts.targets[row]}
+        predicted.append(by_word.get(word(top[row]), word(top[row])))
     return label_metrics(exact, predicted, prompts.targets) | (
         {"restricted_accuracy": summary(restricted)["mean"], "restricted_accuracy_ci95": summary(restricted)["ci95"]}
         if restricted else {})
@@ -122,8 +127,8 @@ def _table(results: dict) -> str:
             ci = "[{:.2f}, {:.2f}]".format(*r["accuracy_ci95"])
             lines.append(f"{setting:<10} {who:<7} {r['accuracy']:>9.3f} {ci:>15} "
                          f"{r.get('restricted_accuracy', float('nan')):>11.3f} {r['f1']:>6.3f}")
-    lines.append("accuracy: the top token is the answer's first token (the paper's exact match); restricted: "
-                 "argmax over the choices' first tokens")
+    lines.append("accuracy: the decoded top token is the answer's first token, case ignored (the paper's exact "
+                 "match); restricted: argmax over the choices' first tokens")
     return "\n".join(lines)
 
 

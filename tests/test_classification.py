@@ -159,3 +159,20 @@ def test_script_exit_code_and_single_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "trainRotation_NN_kernel.py: error: --angle_0 must be below --angle_1, got 'neg 1/4' >= 'neg 1/2'"]
     assert not list(tmp_path.iterdir())
+
+
+def test_exact_match_ignores_case_and_restricted_uses_choices():
+    from tarot.classification import classify
+    from tarot.models import load_model
+
+    _, tokenizer = load_model("smollm2", device="cpu")
+    ids = {w: tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in ("no", "No", "yes", "The")}
+    prompts = PromptSet(["", "", ""], [[1], [1], [1]], [1], [ids["no"], ids["yes"], ids["no"]],
+                        [[ids["no"], ids["yes"]]] * 3, ["no", "yes", "no"], [("no", "yes")] * 3)
+    logits = torch.zeros(3, len(tokenizer))
+    logits[0, ids["No"]], logits[0, ids["no"]] = 5.0, 1.0  # "No" answers "no"
+    logits[1, ids["The"]], logits[1, ids["yes"]] = 5.0, 1.0  # "The" is wrong, but yes beats no
+    logits[2, ids["yes"]] = 5.0  # plainly wrong
+    result = classify(logits, prompts, tokenizer)
+    assert result["accuracy"] == pytest.approx(1 / 3)
+    assert result["restricted_accuracy"] == pytest.approx(2 / 3)
