@@ -19,8 +19,9 @@ On the default model and the training prompts of one task, times per candidate (
 Checks that the three rotated ways give the same objective (mean probability of the answer token) to
 1e-5; ``unedited`` is the unrotated model, so it is compared with the prefix-cached unrotated logits that
 ``Objective`` computes once. Timing: warm up once, then ``--repeats`` interleaved rounds (paper, folded,
-tarot, unedited, paper, ...), median per method, because the machine may be shared.
-Prints one JSON object.
+tarot, unedited, paper, ...), median per method (and the minimum, the least disturbed run), because the
+machine may be shared; wall and CPU seconds. Prints one JSON object. The ``paper`` hooks assume a
+Llama-style decoder (``model.model.layers[i].self_attn.o_proj``), as the default model is.
 
     .venv/bin/python benchmarks/objective_speed.py --threads 2 --repeats 3
 """

@@ -136,37 +136,100 @@ def _pad_id(model) -> int:
 def last_logits(model, prompts: PromptSet, *, batch_size: int = 32, prefix_cache: bool = True) -> torch.Tensor:
     """Next-token logits (float32, on the CPU) after each prompt: shape (len(prompts), vocab).
 
-    With ``prefix_cache`` the shared prefix runs once and its key/value cache is reused by every prompt;
-    without it every prompt runs in full (the reference the tests compare with).
+    With ``prefix_cache`` the shared prefix is computed once per chunk of ``batch_size`` prompts and every
+    prompt attends to it: by default all of them packed into one sequence with a block mask
+    (:func:`_packed_logits`), or, for models where that mask is not honoured, through a reused key/value
+    cache (:func:`_cached_logits`). Without ``prefix_cache`` every prompt runs in full, left-padded: the
+    reference the tests compare with.
+    """
+    out = torch.empty(len(prompts), model.get_output_embeddings().weight.shape[0])
+    for start in range(0, len(prompts), batch_size):
+        rows = list(range(start, min(start + batch_size, len(prompts))))
+        chunk = [prompts.prompt_ids[i] for i in rows]
+        if not prefix_cache:
+            out[rows] = _run(model, chunk, 0, None)
+        elif _packing_works(model, chunk, prompts.prefix_ids):
+            out[rows] = _packed_logits(model, chunk, prompts.prefix_ids)
+        else:
+            out[rows] = _cached_logits(model, chunk, prompts.prefix_ids)
+    return out
+
+
+def _shared_lengths(prompts: Sequence[list[int]], prefix: list[int]) -> list[int]:
+    """Tokens each prompt shares with the prefix, leaving at least one token of its own."""
+    return [min(_shared_length(ids, prefix), len(ids) - 1) for ids in prompts]
+
+
+def _packing_works(model, prompts: Sequence[list[int]], prefix: list[int]) -> bool:
+    """Whether this model honours a custom block mask: checked once per model against the cache path.
+
+    Some attention implementations (Gemma 2's, for one) replace a given 4D mask with their own, which
+    would let packed prompts see each other; for those the key/value-cache path is used instead.
+    """
+    verdict = getattr(model, "_tarot_packing_works", None)
+    if verdict is None:
+        sample = list(prompts[:4])
+        difference = (_packed_logits(model, sample, prefix) - _cached_logits(model, sample, prefix)).abs().max()
+        verdict = bool(difference < 1e-3)
+        model._tarot_packing_works = verdict
+    return verdict
+
+
+@torch.no_grad()
+def _packed_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> torch.Tensor:
+    """One forward pass over [prefix, suffix_1, ..., suffix_n] in a single row, no padding.
+
+    Each suffix keeps its own positions (continuing after the prefix tokens it shares) and a boolean mask
+    lets it see exactly those prefix tokens and itself, causally: the same attention it has alone.
+    Logits are computed only at each suffix's last token.
     """
     device = model_device(model)
-    out = torch.empty(len(prompts), model.config.get_text_config().vocab_size
-                      if hasattr(model.config, "get_text_config") else model.config.vocab_size)
-    if not prefix_cache:
-        for start in range(0, len(prompts), batch_size):
-            rows = list(range(start, min(start + batch_size, len(prompts))))
-            out[rows] = _run(model, [prompts.prompt_ids[i] for i in rows], 0, None, device)
-        return out
-    shared = [min(_shared_length(ids, prompts.prefix_ids), len(ids) - 1) for ids in prompts.prompt_ids]
+    shared = _shared_lengths(prompts, prefix)
+    longest = max(shared)
+    suffixes = [ids[length:] for ids, length in zip(prompts, shared)]
+    tokens = prefix[:longest] + [t for suffix in suffixes for t in suffix]
+    positions = list(range(longest))
+    mask = torch.zeros(len(tokens), len(tokens), dtype=torch.bool)
+    mask[:longest, :longest] = True
+    ends, start = [], longest
+    for suffix, length in zip(suffixes, shared):
+        end = start + len(suffix)
+        positions += range(length, length + len(suffix))
+        mask[start:end, :length] = True
+        mask[start:end, start:end] = True
+        start = end
+        ends.append(end - 1)
+    mask = mask.tril()  # causal within the prefix and within each suffix; prefix columns come first
+    logits = model(input_ids=torch.tensor([tokens], device=device), attention_mask=mask[None, None].to(device),
+                   position_ids=torch.tensor([positions], device=device), use_cache=False,
+                   logits_to_keep=torch.tensor(ends, device=device)).logits
+    return logits[0].float().cpu()
+
+
+@torch.no_grad()
+def _cached_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> torch.Tensor:
+    """The prefix runs once; its key/value cache is reused by groups of prompts sharing the same length."""
+    shared = _shared_lengths(prompts, prefix)
     longest = max(shared)
     layers = []
     if longest:
-        prefix = torch.tensor([prompts.prefix_ids[:longest]], device=device)
-        cache = model(input_ids=prefix, use_cache=True).past_key_values
+        cache = model(input_ids=torch.tensor([prefix[:longest]], device=model_device(model)),
+                      use_cache=True).past_key_values
         layers = [(layer.keys, layer.values) for layer in cache.layers]
     groups: dict[int, list[int]] = defaultdict(list)
     for index, length in enumerate(shared):
         groups[length].append(index)
-    for length, members in sorted(groups.items()):
-        for start in range(0, len(members), batch_size):
-            rows = members[start:start + batch_size]
-            past = [(k[:, :, :length], v[:, :, :length]) for k, v in layers] if length else None
-            out[rows] = _run(model, [prompts.prompt_ids[i][length:] for i in rows], length, past, device)
+    out = torch.empty(len(prompts), model.get_output_embeddings().weight.shape[0])
+    for length, rows in groups.items():
+        past = [(k[:, :, :length], v[:, :, :length]) for k, v in layers] if length else None
+        out[rows] = _run(model, [prompts[i][length:] for i in rows], length, past)
     return out
 
 
-def _run(model, suffixes: Sequence[list[int]], offset: int, past, device) -> torch.Tensor:
+@torch.no_grad()
+def _run(model, suffixes: Sequence[list[int]], offset: int, past) -> torch.Tensor:
     """Last-position logits of left-padded suffixes that continue ``offset`` cached prefix tokens."""
+    device = model_device(model)
     ids, mask = _left_padded(suffixes, _pad_id(model), device)
     # Positions continue after the prefix and skip the padding, so a padded row sees the same positions
     # (and the same attention) as when it runs alone.
