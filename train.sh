@@ -15,12 +15,17 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PY:-.venv/bin/python}
 ONLY=${1:-}
+FAILED=()
 experiment() {  # experiment TRAIN_SCRIPT TEST_SCRIPT FLAGS...
   [[ -z "$ONLY" || " ${*:3} " == *"$ONLY"* ]] || return 0
   echo "== $(date +%T) $1 ${*:3}"
   local start=$SECONDS
-  "$PY" "$1" "${@:3}" && "$PY" "$2" "${@:3}" && "$PY" report.py --collect runs
-  echo "== $(( SECONDS - start )) s: $1 ${*:3}"
+  if "$PY" "$1" "${@:3}" && "$PY" "$2" "${@:3}" && "$PY" report.py --collect runs; then
+    echo "== $(( SECONDS - start )) s: $1 ${*:3}"
+  else
+    echo "== FAILED after $(( SECONDS - start )) s: $1 ${*:3}"
+    FAILED+=("$1 ${*:3}")
+  fi
 }
 SMOL=(--model smollm2 --layer 0 15 --angle_0 'neg 1/4' --angle_1 '1/4' --moduleType reasoning --rotationMethod rotary
       --trainingDataSize 20 --initialPoints 4 --iterations 120 --seed 0)
@@ -44,6 +49,11 @@ experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCa
 experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset toxicity --optimizer random
 experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer bo
 experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer random
+
+if (( ${#FAILED[@]} )); then
+  printf 'failed: %s\n' "${FAILED[@]}" >&2
+  exit 1
+fi
 
 # The paper's own settings for its four models (need a GPU and the Hugging Face hub):
 # python trainRotation_NN_kernel.py --model qwen_2 --layer 0 5 --angle_0 'neg 1/4' --angle_1 '1/4' --dataset color --moduleType reasoning --metric prob --fewShotCategory mix --trainingDataSize 20 --rotationMethod rotary

@@ -12,10 +12,10 @@ import rotation
 from tarot import cli
 from tarot.data import MAX_SHOTS, Split, Task, load_task, make_split
 from tarot.errors import UsageError
-from tarot.models import load_model, save_model
-from tarot.runs import RunDir, git_commit, read_json, versions, write_json
+from tarot.models import check_export_path, load_model, save_model
+from tarot.runs import RunDir, write_json
 from tarot.scoring import METRICS, PromptSet, build_prompts, last_logits, objective_values
-from tarot.search import SearchSpec, best_angles, search
+from tarot.search import best_angles, start_search
 from tarot.stats import macro_f1, summary
 
 RUN_KIND = "NN_kernel"
@@ -30,14 +30,19 @@ def check_dataset(args, datasets: tuple[str, ...] | None) -> None:
         raise UsageError(f"--dataset: {args.dataset!r} is not one of {', '.join(datasets)}")
 
 
-def _setup(args) -> tuple[Task, Split, RunDir]:
+def _setup(args, kind: str) -> tuple[Task, Split, RunDir]:
     """Everything that can be checked before the model loads."""
     task = load_task(args.dataset, args.instruction)
     split = make_split(task, train_size=args.trainingDataSize, test_size=args.testingDataSize, seed=args.seed,
                        few_shot=args.fewShotCategory)
-    run = RunDir(cli.run_path(args, task.name, RUN_KIND))
-    run.check_identity(cli.identity(args, task.source))
+    run = RunDir(cli.run_path(args, task.name, kind))
+    run.check_identity(cli.identity(args, task))
     return task, split, run
+
+
+def _split_record(split: Split, prompts: PromptSet) -> dict:
+    return {**split.ids(), "train_shots": split.shots, "train_prompts": prompts.texts,
+            "train_answer_token_ids": prompts.answer_ids}
 
 
 class Objective:
@@ -54,30 +59,18 @@ class Objective:
         return objective_values(logits, self.prompts, self.base_logits)
 
 
-def train(argv=None, *, datasets: tuple[str, ...] | None = None,
+def train(argv=None, *, datasets: tuple[str, ...] | None = None, kind: str = RUN_KIND,
           description: str = "TaRot: search rotation angles on a classification task.") -> RunDir:
-    """The search. ``datasets`` restricts --dataset (the topic scripts accept only topic tasks)."""
+    """The search. ``datasets`` restricts --dataset (the topic scripts accept only topic tasks); ``kind``
+    names the run folders (``NN_kernel_...`` like the paper's files)."""
     args = cli.parse(parser(description), argv)
     check_dataset(args, datasets)
-    task, split, run = _setup(args)
+    task, split, run = _setup(args, kind)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     shape = cli.angle_shape(model, args)
     prompts = build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)
-    if not run.config.exists():
-        write_json(run.split, {**split.ids(), "train_shots": split.shots, "train_prompts": prompts.texts,
-                               "train_answer_token_ids": prompts.answer_ids})
-    write_json(run.config, {"identity": cli.identity(args, task.source), "flags": vars(args) | {"layer": list(args.layer)},
-                            "angle_shape": list(shape), "num_angles": int(np.prod(shape)),
-                            "versions": versions(), "git_commit": git_commit(), "command": sys.argv})
-    lower, upper = cli.radians(args)
-    print(f"TaRot search: {task.name}, {len(split.train)} training prompts, {int(np.prod(shape))} angles "
-          f"{tuple(shape)} in [{lower:.4f}, {upper:.4f}], {args.optimizer}, run {run.path}", file=sys.stderr)
-    history = search(run, SearchSpec(shape, lower, upper, args.optimizer, args.seed, args.initialPoints,
-                                     args.iterations, args.metric), Objective(model, prompts, args, shape))
-    best = max(history, key=lambda r: r["value"])
-    print(f"done: {len(history)} evaluations; {args.metric} unedited {history[0]['value']:.4f} -> best "
-          f"{best['value']:.4f} (evaluation {best['iteration']}); "
-          f"{sum(r['seconds'] for r in history):.0f} s searching; {run.path}")
+    start_search(run, args, cli.identity(args, task), shape, _split_record(split, prompts),
+                 Objective(model, prompts, args, shape), what=f"{task.name}, {len(split.train)} training prompts")
     return run
 
 
@@ -132,7 +125,8 @@ def _table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_token_judge,
+def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_token_judge, kind: str = RUN_KIND,
+             train_script: str = "trainRotation_NN_kernel.py",
              description: str = "TaRot: evaluate the best rotation of a finished search on held-out data.") -> dict:
     """Held-out evaluation, zero-shot and six-shot, unedited vs edited; ``judge(model, tokenizer, prompts,
     args) -> metrics`` scores the model in its current state (next token here, generated words for topics)."""
@@ -141,23 +135,29 @@ def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_t
                    help="also save the edited model as a standard Hugging Face checkpoint in DIR")
     args = cli.parse(p, argv)
     check_dataset(args, datasets)
-    task, split, run = _setup(args)
-    if not run.config.exists():
-        raise UsageError(f"no trained run for these flags at {run.path}: run trainRotation_NN_kernel.py first")
-    saved = read_json(run.split)
-    if saved["train"] != [e.id for e in split.train] or saved["fewshot"] != [e.id for e in split.fewshot]:
-        raise UsageError(f"{run.split} does not match the split these flags give; the data file changed?")
+    task, split, run = _setup(args, kind)
+    if not run.config.exists():  # checked before the model loads
+        raise UsageError(f"no trained run for these flags at {run.path}: run {train_script} first")
+    if args.exportModel:
+        check_export_path(args.exportModel)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    run.require_trained(_split_record(split, build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)),
+                        train_script)
     shape = cli.angle_shape(model, args)
     angles, best = best_angles(run, shape)
+    evaluations = len(run.load_evaluations()[0])
+    planned = args.initialPoints + args.iterations
+    if evaluations < planned:
+        print(f"note: the search is unfinished ({evaluations} of {planned} evaluations); evaluating its best "
+              f"point so far", file=sys.stderr)
     n_test = len(split.test)
     if n_test < args.testingDataSize:
         print(f"note: only {n_test} test examples remain for {task.name} after {MAX_SHOTS} demonstrations and "
               f"{len(split.train)} training examples (asked for {args.testingDataSize}); using all of them",
               file=sys.stderr)
     results = {"n_test": n_test, "test_ids": [e.id for e in split.test], "best_iteration": best["iteration"],
-               "best_train_value": best["value"], "metric": args.metric,
-               "evaluations": len(run.load_evaluations()[0])}
+               "best_train_value": best["value"], "metric": args.metric, "evaluations": evaluations,
+               "planned_evaluations": planned, "judge": judge.__name__}
     edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
     for setting, shots in (("zero_shot", 0), ("few_shot", MAX_SHOTS)):
         prompts = build_prompts(tokenizer, task, split.fewshot, split.test, [shots] * n_test)

@@ -73,7 +73,7 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     if args.angle_bounds[0] >= args.angle_bounds[1]:
         raise UsageError(f"--angle_0 must be below --angle_1, got {args.angle_0!r} >= {args.angle_1!r}")
     for flag, minimum in (("trainingDataSize", 1), ("testingDataSize", 1), ("iterations", 0),
-                          ("initialPoints", 1), ("batchSize", 1)):
+                          ("initialPoints", 1), ("batchSize", 1), ("seed", 0)):
         if getattr(args, flag) < minimum:
             raise UsageError(f"--{flag} must be at least {minimum}, got {getattr(args, flag)}")
     if args.layer[0] < 0 or args.layer[0] >= args.layer[1]:
@@ -107,9 +107,10 @@ def run_path(args, task_name: str, kind: str) -> Path:
         / _slug(task_name) / name
 
 
-def identity(args, task_source: str) -> dict:
-    """The flags that define a search; a resumed run or an evaluation must match them."""
-    return {"model": args.model, "dtype": args.dtype, "dataset": args.dataset, "task_source": task_source,
+def identity(args, task) -> dict:
+    """The flags that define a search; a resumed run or an evaluation must match them. The data is
+    identified by the task's name and the sha256 of its file, not by a path that may move."""
+    return {"model": args.model, "dtype": args.dtype, "dataset": task.name, "data_sha256": task.fingerprint,
             "instruction": args.instruction, "layer": list(args.layer), "angle_0": args.angle_bounds[0],
             "angle_1": args.angle_bounds[1], "moduleType": args.moduleType,
             "rotationMethod": args.rotationMethod, "metric": args.metric, "fewShotCategory": args.fewShotCategory,

@@ -7,13 +7,14 @@ source notes) is a file header, as in the BIG-bench files under ``data/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tarot.errors import UsageError
+from tarot.errors import UsageError, first_line
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SHOT_COUNTS = {"zero": (0,), "mix": (0, 2, 4, 6), "sixShot": (6,)}
@@ -42,6 +43,13 @@ ONLINE_TASKS = ("ag_news",)
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
 
 
+def file_fingerprint(source: str | Path) -> str:
+    """sha256 of a data file, so a run can tell that its data changed (the path may move); a source that
+    is not a file (``datasets:ag_news``) stands for itself."""
+    path = Path(source)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else str(source)
+
+
 @dataclass(frozen=True)
 class Example:
     id: int
@@ -57,6 +65,10 @@ class Task:
     examples: list[Example]
     source: str
     show_choices: bool = False  # list the choices in each question (users' files; built-ins say it once)
+
+    @property
+    def fingerprint(self) -> str:
+        return file_fingerprint(self.source)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -79,6 +91,8 @@ def read_jsonl(path: Path) -> list[Example]:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise UsageError(f"--dataset: {path}:{number} is not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise UsageError(f"--dataset: {path}:{number} is not a JSON object")
             if "input" not in record and "canary" in record:
                 continue
             if not isinstance(record.get("input"), str) or not isinstance(record.get("target"), str):
@@ -87,8 +101,9 @@ def read_jsonl(path: Path) -> list[Example]:
             if choices and record["target"] not in choices:
                 raise UsageError(f"--dataset: {path}:{number}: target {record['target']!r} is not among "
                                  f"its choices {list(choices)}")
-            examples.append(Example(int(record.get("id", len(examples))), record["input"], record["target"],
-                                    choices))
+            if not isinstance(record.get("id", 0), int):
+                raise UsageError(f"--dataset: {path}:{number}: 'id' must be an integer")
+            examples.append(Example(record.get("id", len(examples)), record["input"], record["target"], choices))
     if not examples:
         raise UsageError(f"--dataset: {path} holds no examples")
     if len({e.id for e in examples}) != len(examples):
@@ -104,8 +119,7 @@ def _load_ag_news() -> list[Example]:
     except Exception as error:  # the hub is unreachable, or the cache lacks it
         raise UsageError("--dataset ag_news: needs the Hugging Face hub or a local datasets cache "
                          "(`datasets.load_dataset('ag_news')` failed: "
-                         f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
-                         ") ; offline, use review_topic or a JSONL file") from None
+                         f"{first_line(error)}); offline, use review_topic or a JSONL file") from None
     return [Example(i, row["text"], AG_NEWS_LABELS[row["label"]], AG_NEWS_LABELS) for i, row in enumerate(rows)]
 
 

@@ -9,7 +9,6 @@ and the unedited and edited models are compared on the same random draws.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 
@@ -18,17 +17,18 @@ import torch
 
 import rotation
 from tarot import cli
-from tarot.data import DATA_DIR
+from tarot.data import DATA_DIR, file_fingerprint
 from tarot.errors import UsageError
 from tarot.models import load_model, model_device
-from tarot.runs import RunDir, git_commit, read_json, versions, write_json, write_jsonl
+from tarot.runs import RunDir, read_jsonl, write_json, write_jsonl
 from tarot.scorers import make_scorer
 from tarot.scoring import render
-from tarot.search import SearchSpec, best_angles, search
+from tarot.search import best_angles, start_search
 from tarot.stats import summary
 
 RUN_KIND = "Generation"
 DEFAULT_SCORERS = {"imdb": "sentiment", "toxicity": "toxicity", "xsum": "rouge"}
+DATA_FILES = {"imdb": "imdb_prompts.jsonl", "toxicity": "toxicity_prompts.jsonl", "xsum": "xsum.jsonl"}
 XSUM_INSTRUCTION = "Summarize the news article in one sentence."
 XSUM_MAX_CHARS = 1200  # keeps prompts near 300 tokens: the search generates for every prompt per candidate
 
@@ -43,19 +43,18 @@ class GenerationExample:
     reference: str | None = None
 
 
-def load_prompts(dataset: str, tokenizer, seed: int) -> list[GenerationExample]:
+def load_prompts(dataset: str, tokenizer, seed: int, instruction: str | None = None) -> list[GenerationExample]:
     """All examples of a generation dataset, in a seeded order, prompts built for this tokenizer."""
-    files = {"imdb": "imdb_prompts.jsonl", "toxicity": "toxicity_prompts.jsonl", "xsum": "xsum.jsonl"}
-    if dataset not in files:
-        raise UsageError(f"--dataset: unknown {dataset!r}; choose one of {', '.join(files)}")
-    rows = [json.loads(line) for line in (DATA_DIR / files[dataset]).read_text(encoding="utf-8").split("\n") if line.strip()]
+    if dataset not in DATA_FILES:
+        raise UsageError(f"--dataset: unknown {dataset!r}; choose one of {', '.join(DATA_FILES)}")
+    rows = read_jsonl(DATA_DIR / DATA_FILES[dataset])
     rng = np.random.default_rng(seed)
     rows = [rows[i] for i in rng.permutation(len(rows))]
     examples = []
     for row in rows:
         if dataset == "xsum":
             article = row["document"][:XSUM_MAX_CHARS].rsplit(" ", 1)[0]
-            prompt = render(tokenizer, XSUM_INSTRUCTION, [], article)
+            prompt = render(tokenizer, instruction or XSUM_INSTRUCTION, [], article)
             examples.append(GenerationExample(row["id"], prompt, article, 40, True, row["summary"]))
             continue
         if dataset == "imdb":  # the paper's prompt: the review's first 2-8 tokens
@@ -74,7 +73,7 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
     per batch, so a result never depends on what ran before. ``chat``: the prompts already hold the chat
     template's special tokens (else the tokenizer adds its own, e.g. BOS)."""
     device = model_device(model)
-    tokenizer.padding_side = "left"
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # the new tokens all start at one column
     outputs = []
     for start in range(0, len(prompts), batch_size):
         encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
@@ -86,6 +85,7 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
         for row, length in enumerate(lengths):
             new = generated[row, encoded["input_ids"].shape[1]:][:length]
             outputs.append(tokenizer.decode(new, skip_special_tokens=True))
+    tokenizer.padding_side = side
     return outputs
 
 
@@ -138,21 +138,39 @@ def parser(description: str):
     return p
 
 
+@dataclass(frozen=True)
+class _Data:
+    name: str
+    fingerprint: str
+
+
+def _identity(args) -> dict:
+    # Sampling draws per batch, so the batch size changes the rewards: it is part of what a run is.
+    data = _Data(args.dataset, file_fingerprint(DATA_DIR / DATA_FILES[args.dataset]))
+    return cli.identity(args, data) | {"scorer": args.scorer, "batchSize": args.batchSize}
+
+
 def _setup(args):
     if args.fewShotCategory != "zero":
         raise UsageError("--fewShotCategory: generation tasks are zero-shot; use zero")
-    args.scorer = args.scorer or DEFAULT_SCORERS.get(args.dataset)
     if args.dataset not in DEFAULT_SCORERS:
         raise UsageError(f"--dataset: unknown {args.dataset!r}; choose one of {', '.join(DEFAULT_SCORERS)}")
+    if args.instruction is not None and args.dataset != "xsum":
+        raise UsageError("--instruction: only xsum prompts have an instruction; imdb and toxicity continue raw text")
+    args.scorer = args.scorer or DEFAULT_SCORERS[args.dataset]
     run = RunDir(cli.run_path(args, args.dataset, RUN_KIND))
-    run.check_identity(cli.identity(args, args.dataset) | {"scorer": args.scorer})
+    run.check_identity(_identity(args))
     scorer = make_scorer(args.scorer)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    examples = load_prompts(args.dataset, tokenizer, args.seed)
+    examples = load_prompts(args.dataset, tokenizer, args.seed, args.instruction)
     if args.trainingDataSize >= len(examples):
         raise UsageError(f"--trainingDataSize: {args.dataset} has {len(examples)} prompts; allowed "
                          f"1..{len(examples) - 1}")
     return run, scorer, model, tokenizer, examples
+
+
+def _split_record(train_set: list[GenerationExample]) -> dict:
+    return {"train": [e.id for e in train_set], "train_prompts": [e.prompt for e in train_set]}
 
 
 def train(argv=None) -> RunDir:
@@ -160,12 +178,6 @@ def train(argv=None) -> RunDir:
     run, scorer, model, tokenizer, examples = _setup(args)
     shape = cli.angle_shape(model, args)
     train_set = examples[:args.trainingDataSize]
-    if not run.config.exists():
-        write_json(run.split, {"train": [e.id for e in train_set], "train_prompts": [e.prompt for e in train_set]})
-    write_json(run.config, {"identity": cli.identity(args, args.dataset) | {"scorer": args.scorer},
-                            "flags": vars(args) | {"layer": list(args.layer)}, "angle_shape": list(shape),
-                            "num_angles": int(np.prod(shape)), "versions": versions(),
-                            "git_commit": git_commit(), "command": sys.argv})
     edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
 
     def objective(angles: np.ndarray) -> dict:
@@ -173,14 +185,8 @@ def train(argv=None) -> RunDir:
             texts = continue_examples(model, tokenizer, train_set, seed=args.seed, batch_size=args.batchSize)
         return {"reward": float(np.mean(rewards(scorer, args.dataset, train_set, texts)))}
 
-    lower, upper = cli.radians(args)
-    print(f"TaRot search: {args.dataset} ({args.scorer}), {len(train_set)} prompts, {int(np.prod(shape))} "
-          f"angles, {args.optimizer}, run {run.path}", file=sys.stderr)
-    history = search(run, SearchSpec(shape, lower, upper, args.optimizer, args.seed, args.initialPoints,
-                                     args.iterations, "reward"), objective)
-    best = max(history, key=lambda r: r["value"])
-    print(f"done: {len(history)} evaluations; reward unedited {history[0]['value']:.4f} -> best "
-          f"{best['value']:.4f} (evaluation {best['iteration']}); {run.path}")
+    start_search(run, args, _identity(args), shape, _split_record(train_set), objective,
+                 what=f"{args.dataset} ({args.scorer}), {len(train_set)} prompts")
     return run
 
 
@@ -188,13 +194,14 @@ def evaluate(argv=None) -> dict:
     args = cli.parse(parser("TaRot: compare the edited and unedited model's generations on held-out prompts."),
                      argv)
     run, scorer, model, tokenizer, examples = _setup(args)
-    if not run.config.exists():
-        raise UsageError(f"no trained run for these flags at {run.path}: run train_summarization.py first")
-    if read_json(run.split)["train"] != [e.id for e in examples[:args.trainingDataSize]]:
-        raise UsageError(f"{run.split} does not match the prompts these flags give; the data file changed?")
+    train_set = examples[:args.trainingDataSize]
+    run.require_trained(_split_record(train_set), "train_summarization.py")
     shape = cli.angle_shape(model, args)
     angles, best = best_angles(run, shape)
-    test = examples[args.trainingDataSize:args.trainingDataSize + args.testingDataSize]
+    seen = {e.prompt for e in train_set}  # short imdb prompts ("This movie") can repeat
+    test = [e for e in examples[args.trainingDataSize:] if e.prompt not in seen][:args.testingDataSize]
+    if len(test) < args.testingDataSize:
+        print(f"note: only {len(test)} held-out prompts remain (asked for {args.testingDataSize})", file=sys.stderr)
     base_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
     with rotation.rotated(model, angles, layers=args.layer, module=args.moduleType, method=args.rotationMethod):
         tarot_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
@@ -208,10 +215,10 @@ def evaluate(argv=None) -> dict:
         results[who] = {"reward": stats["mean"], "reward_ci95": stats["ci95"],
                         "perplexity": perplexity(model, tokenizer, test, texts),  # under the unedited model
                         "distinct_2": distinct_2(texts)}
-    write_json(run.results, results)
     write_jsonl(run.path / "samples.jsonl", [
         {"id": e.id, "prompt": e.shown, "base": b, "tarot": t, "base_reward": rb, "tarot_reward": rt}
         for e, b, t, rb, rt in zip(test, base_texts, tarot_texts, per_model["base"], per_model["tarot"])])
+    write_json(run.results, results)  # last: results.json means the evaluation is complete
     print(f"n_test = {len(test)}, scorer {args.scorer}")
     print(f"{'model':<7} {'reward':>8} {'95% CI':>16} {'perplexity':>11} {'distinct_2':>11}")
     for who in ("base", "tarot"):

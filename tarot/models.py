@@ -19,7 +19,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from tarot.errors import UsageError
+from tarot.errors import UsageError, first_line
 
 DEFAULT_MODEL = "smollm2"
 # The paper's short names for its four models.
@@ -44,8 +44,14 @@ def resolve_device(device: str) -> str:
     """``auto`` means CUDA when present, else CPU."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device: {device!r} asked for, but no CUDA device is available; use cpu or auto")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device: unknown {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device: {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise UsageError(f"--device: {device!r} asked for, but that CUDA device is not available; use cpu or auto")
     return device
 
 
@@ -71,27 +77,46 @@ def _from_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model, tokenizer
 
 
+def check_export_path(path: str | Path) -> Path:
+    """An export may only create a new folder or replace an earlier export (one with tarot_edit.json):
+    never overwrite a folder of the user's."""
+    path = Path(path).expanduser().resolve()
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "tarot_edit.json").exists())):
+        raise UsageError(f"--exportModel: {path} exists and is not an earlier TaRot export; give a new folder")
+    if path == Path.cwd() or path in Path.cwd().parents:
+        raise UsageError(f"--exportModel: {path} is the working directory or one of its parents")
+    return path
+
+
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path,
                metadata: dict | None = None) -> Path:
     """Save a standard Hugging Face checkpoint (safetensors + tokenizer) atomically.
 
     Written to a temporary sibling folder and renamed into place, so a crash never leaves a folder that
-    looks complete. ``metadata`` (e.g. the TaRot edit that was folded in) goes to ``tarot_edit.json``.
+    looks complete; an earlier version is moved aside and deleted only after the rename. ``metadata``
+    (e.g. the TaRot edit that was folded in) goes to ``tarot_edit.json``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    old = None
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if metadata is not None:
             (tmp / "tarot_edit.json").write_text(json.dumps(metadata, indent=2) + "\n")
         if path.exists():
-            shutil.rmtree(path)
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old / path.name, path)
         raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -108,9 +133,8 @@ def _load_pretrained(name: str, dtype: torch.dtype, device_map: str | None):
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
     except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"--model: cannot load {name!r} (not a local folder, and the Hugging Face hub "
-                         f"could not provide it; are you offline?): {first_line}") from None
+                         f"could not provide it; are you offline?): {first_line(error)}") from None
     return model, tokenizer
 
 

@@ -106,6 +106,19 @@ class RunDir:
             raise UsageError(f"--outputDir: {self.path} holds a run with other settings ({detail}); "
                              f"use another --outputDir or remove that folder")
 
+    def require_same_split(self, record: dict) -> None:
+        """The saved split.json must hold what these flags build now (ids, shots, exact prompts)."""
+        saved = read_json(self.split)
+        differing = sorted(key for key in record if key != "test" and saved.get(key) != record[key])
+        if differing:
+            raise UsageError(f"{self.split}: {', '.join(differing)} differ from what these flags build now "
+                             f"(the data file, tokenizer or chat template changed); use another --outputDir")
+
+    def require_trained(self, record: dict, script: str) -> None:
+        if not self.config.exists() or not self.history.exists():
+            raise UsageError(f"no trained run for these flags at {self.path}: run {script} first")
+        self.require_same_split(record)
+
     def load_evaluations(self) -> tuple[list[dict], np.ndarray | None]:
         """History rows and the matching angle vectors (the points file may hold one extra, unlogged row)."""
         history = read_jsonl(self.history)

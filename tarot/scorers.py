@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tarot.errors import UsageError
+from tarot.errors import UsageError, first_line
 
 ScoreFn = Callable[[list[str], list[str] | None], list[float]]
 
@@ -114,11 +114,6 @@ def make_scorer(name: str) -> Scorer:
     return makers[canonical]()
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _missing(name: str, package: str) -> UsageError:
     return UsageError(f"--scorer {name}: the package {package!r} is not installed; {_INSTALL_HINT}")
 
@@ -151,7 +146,7 @@ def _load_textcat_imdb() -> Any:
             nlp = spacy.load(path)
         except Exception as error:  # a spaCy version that cannot read the model
             raise UsageError(f"--scorer sentiment: cannot load {path} with spaCy {spacy.__version__} "
-                             f"({_first_line(error)})") from None
+                             f"({first_line(error)})") from None
     if "textcat" not in nlp.pipe_names or "POS" not in nlp.get_pipe("textcat").labels:
         raise UsageError(f"--scorer sentiment: {path} has no textcat component with a POS label")
     return nlp
@@ -261,7 +256,7 @@ def _hf_scorer(name: str) -> Scorer:
             pipe = transformers.pipeline("text-classification", model=model_id, top_k=None)
     except Exception as error:  # offline without a cache, an unknown id, a model of another kind, ...
         raise UsageError(f"--scorer {name}: cannot load {model_id!r} from the Hugging Face hub or its local "
-                         f"cache ({_first_line(error)}); offline, use sentiment, toxicity or rouge") from None
+                         f"cache ({first_line(error)}); offline, use sentiment, toxicity or rouge") from None
     labels = [str(label) for label in pipe.model.config.id2label.values()]
     try:
         label = reward_label(labels, wanted or None)

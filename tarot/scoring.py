@@ -80,6 +80,8 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 def first_token(tokenizer, prompt_text: str, prompt_ids: list[int], answer: str) -> int:
     """The token the model must produce first to start ``answer`` right after the prompt."""
+    if not getattr(tokenizer, "chat_template", None):
+        answer = " " + answer  # the plain layout ends with "A:" and its demonstrations read "A: answer"
     joined = _encode(tokenizer, prompt_text + answer)
     if joined[:len(prompt_ids)] == prompt_ids and len(joined) > len(prompt_ids):
         return joined[len(prompt_ids)]
@@ -168,6 +170,8 @@ def _packing_works(model, prompts: Sequence[list[int]], prefix: list[int]) -> bo
     """
     verdict = getattr(model, "_tarot_packing_works", None)
     if verdict is None:
+        if len(prompts) < 2:  # one prompt alone cannot show a leak between prompts: do not decide yet
+            return False
         sample = list(prompts[:4])
         difference = (_packed_logits(model, sample, prefix) - _cached_logits(model, sample, prefix)).abs().max()
         verdict = bool(difference < 1e-3)

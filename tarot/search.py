@@ -8,6 +8,8 @@ history an uninterrupted run gives.
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tarot import cli
 from tarot.errors import UsageError
 from tarot.optimize import make_optimizer
-from tarot.runs import RunDir, write_json, write_tensors
+from tarot.runs import RunDir, git_commit, read_json, versions, write_json, write_tensors
 
 
 @dataclass
@@ -53,6 +56,9 @@ def search(run: RunDir, spec: SearchSpec, objective: Callable[[np.ndarray], dict
         x = optimizer.suggest(points, values)
         metrics = objective(x)
         value = float(metrics[spec.metric])
+        if not math.isfinite(value):
+            raise UsageError(f"--metric {spec.metric}: evaluation {len(history)} gave {value}; with --dtype "
+                             f"float16 this is usually an overflow: use float32 or bfloat16")
         points = np.vstack([points, x[None]])
         values = np.append(values, value)
         history.append({"iteration": len(history), "value": value,
@@ -68,6 +74,40 @@ def search(run: RunDir, spec: SearchSpec, objective: Callable[[np.ndarray], dict
         bar.update(1)
         bar.set_postfix(best=f"{best:.4f}")
     bar.close()
+    if history and (not run.state.exists() or read_json(run.state).get("evaluations") != len(history)):
+        # a kill between the history and state writes of the last evaluation left the state behind
+        write_json(run.state, {"evaluations": len(history), **optimizer.state(points, values)})
+    return history
+
+
+def start_search(run: RunDir, args, identity: dict, shape: tuple[int, ...], record: dict,
+                 objective: Callable[[np.ndarray], dict], *, what: str) -> list[dict]:
+    """Record the run (or check that a resumed one scores the same prompts), search, print a summary.
+
+    ``record`` (example ids, the exact prompts and answer tokens) goes to split.json on the first start;
+    a later start must build the same record, else the data, tokenizer or chat template changed.
+    """
+    lower, upper = cli.radians(args)
+    if run.config.exists():
+        run.require_same_split(record)
+        config = read_json(run.config)
+        config["sessions"].append({"command": sys.argv, "versions": versions(), "git_commit": git_commit()})
+    else:
+        write_json(run.split, record)  # before config.json: a config means the split is on disk
+        config = {"identity": identity, "flags": vars(args) | {"layer": list(args.layer)},
+                  "angle_shape": list(shape), "num_angles": int(np.prod(shape)), "versions": versions(),
+                  "git_commit": git_commit(), "command": sys.argv, "sessions": []}
+    write_json(run.config, config)
+    print(f"TaRot search: {what}, {int(np.prod(shape))} angles {tuple(shape)} in [{lower:.4f}, {upper:.4f}], "
+          f"{args.optimizer}, run {run.path}", file=sys.stderr)
+    spec = SearchSpec(shape, lower, upper, args.optimizer, args.seed, args.initialPoints, args.iterations, args.metric)
+    history = search(run, spec, objective)
+    best = max(history, key=lambda r: r["value"])
+    start = f"unedited {history[0]['value']:.4f}" if lower <= 0 <= upper else f"first {history[0]['value']:.4f}"
+    extra = f" (the run holds {len(history)}, more than the {spec.initial_points + spec.iterations} asked for)" \
+        if len(history) > spec.initial_points + spec.iterations else ""
+    print(f"done: {len(history)} evaluations{extra}; {args.metric} {start} -> best {best['value']:.4f} "
+          f"(evaluation {best['iteration']}); {sum(r['seconds'] for r in history):.0f} s searching; {run.path}")
     return history
 
 

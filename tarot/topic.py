@@ -14,6 +14,7 @@ from tarot.generation import generate
 from tarot.scoring import PromptSet
 
 TOPIC_DATASETS = ("review_topic", "ag_news")
+RUN_KIND = "Topic"  # own run folders: evaluateRotation.py on the same task would write another results.json
 ANSWER_TOKENS = 8
 # Words that name a label without being its exact string (plural/singular, AG News's "Sci/Tech").
 _SYNONYMS = {"hotels": ("hotel",), "products": ("product",), "university": ("universities", "school"),
@@ -44,11 +45,12 @@ def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
 
 
 def train(argv=None):
-    return classification.train(argv, datasets=TOPIC_DATASETS,
+    return classification.train(argv, datasets=TOPIC_DATASETS, kind=RUN_KIND,
                                 description="TaRot: search rotation angles on a topic task.")
 
 
 def evaluate(argv=None):
-    return classification.evaluate(argv, datasets=TOPIC_DATASETS, judge=generated_answer_judge,
+    return classification.evaluate(argv, datasets=TOPIC_DATASETS, judge=generated_answer_judge, kind=RUN_KIND,
+                                   train_script="train_topic.py",
                                    description="TaRot: evaluate a topic task by the topic named in the "
                                                "model's generated answer, unedited vs edited.")
