@@ -13,14 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
+
+from tarot.runs import atomic_write, read_jsonl
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 KEPT_FILES = ("config.json", "history.jsonl", "results.json", "samples.jsonl")
 # train.sh's settings: the runs that make the main table
-MAIN = {"model": "smollm2", "layer": [0, 15], "rotationMethod": "rotary", "moduleType": "reasoning",
-        "trainingDataSize": 20, "seed": 0, "initialPoints": 4}
+MAIN = {"model": "smollm2", "dtype": "float32", "layer": [0, 15], "angle_0": -0.25, "angle_1": 0.25,
+        "rotationMethod": "rotary", "moduleType": "reasoning", "trainingDataSize": 20, "seed": 0,
+        "initialPoints": 4, "instruction": None}
+MAIN_EVALUATIONS = 124  # 4 initial points + 120 iterations
 
 
 def collect(source: Path) -> int:
@@ -35,14 +40,14 @@ def collect(source: Path) -> int:
         target.mkdir(parents=True, exist_ok=True)
         for name in KEPT_FILES:
             if (run / name).exists():
-                shutil.copyfile(run / name, target / name)
+                atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(run / name, tmp))
         copied += 1
     return copied
 
 
 def _read(run: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().split("\n") if line.strip()]
+    history = read_jsonl(run / "history.jsonl")
     return {"path": run.relative_to(RESULTS).as_posix(), "identity": config["identity"],
             "kind": "generation" if "scorer" in config["identity"] else "classification",
             "history": history, "results": json.loads((run / "results.json").read_text()),
@@ -54,8 +59,10 @@ def load_runs() -> list[dict]:
 
 
 def _is_main(run: dict) -> bool:
+    """A run of train.sh's table: its settings, the full budget, and an evaluation of that full search."""
     identity = run["identity"]
-    return all(identity.get(key) == value for key, value in MAIN.items())
+    return all(identity.get(key) == value for key, value in MAIN.items()) and \
+        len(run["history"]) == MAIN_EVALUATIONS == run["results"].get("evaluations", MAIN_EVALUATIONS)
 
 
 def _classification_row(bo: dict | None, random: dict | None) -> dict:
@@ -99,7 +106,12 @@ def summarise(runs: list[dict]) -> dict:
     main: dict[tuple[str, str], dict[str, dict]] = {}
     for run in runs:
         if _is_main(run):
-            main.setdefault((run["kind"], run["identity"]["dataset"]), {})[run["identity"]["optimizer"]] = run
+            slot = main.setdefault((run["kind"], run["identity"]["dataset"]), {})
+            if run["identity"]["optimizer"] in slot:
+                sys.exit(f"report.py: two main-table runs for {run['identity']['dataset']} "
+                         f"{run['identity']['optimizer']}: {slot[run['identity']['optimizer']]['path']} and "
+                         f"{run['path']}; remove one from results/")
+            slot[run["identity"]["optimizer"]] = run
     summary = {"classification": {}, "generation": {}}
     for (kind, task), by_optimizer in sorted(main.items()):
         make = _classification_row if kind == "classification" else _generation_row
@@ -191,7 +203,8 @@ def main() -> None:
     runs = load_runs()
     summary = summarise(runs)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write(RESULTS / "summary.json",
+                 lambda tmp: tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
     plot(runs, RESULTS / "search_curves.png")
     section = table(summary)
     readme = RESULTS / "README.md"
@@ -199,7 +212,7 @@ def main() -> None:
     if "<!-- table -->" in text:  # the table between the markers is generated; the prose around it is not
         head, rest = text.split("<!-- table -->", 1)
         text = head + "<!-- table -->\n" + section + "\n<!-- /table -->" + rest.split("<!-- /table -->", 1)[1]
-    readme.write_text(text)
+    atomic_write(readme, lambda tmp: tmp.write_text(text))
     print(section)
 
 
