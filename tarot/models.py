@@ -81,10 +81,10 @@ def check_export_path(path: str | Path) -> Path:
     """An export may only create a new folder or replace an earlier export (one with tarot_edit.json):
     never overwrite a folder of the user's."""
     path = Path(path).expanduser().resolve()
-    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "tarot_edit.json").exists())):
-        raise UsageError(f"--exportModel: {path} exists and is not an earlier TaRot export; give a new folder")
     if path == Path.cwd() or path in Path.cwd().parents:
         raise UsageError(f"--exportModel: {path} is the working directory or one of its parents")
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "tarot_edit.json").exists())):
+        raise UsageError(f"--exportModel: {path} exists and is not an earlier TaRot export; give a new folder")
     return path
 
 

@@ -180,3 +180,56 @@ def test_exact_match_ignores_case_and_restricted_uses_choices():
     result = classify(logits, prompts, tokenizer)
     assert result["accuracy"] == pytest.approx(1 / 3)
     assert result["restricted_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_resume_refuses_changed_prompts_and_bad_seed(tmp_path, capsys):
+    flags = [*TINY, "--dataset", "navigate", "--outputDir", str(tmp_path), "--iterations", "0"]
+    run = train(flags)
+    split = json.loads(run.split.read_text())
+    split["train_prompts"][0] += " (edited)"
+    run.split.write_text(json.dumps(split))
+    capsys.readouterr()
+    _fails(capsys, train, flags, "train_prompts differ from what these flags build now")
+    _fails(capsys, evaluate, flags, "train_prompts differ from what these flags build now")
+    _fails(capsys, train, [*flags, "--seed", "-1"], "--seed must be at least 0")
+    _fails(capsys, train, [*flags, "--device", "tpu"], "--device")
+
+
+def test_export_never_overwrites_a_foreign_folder(tmp_path):
+    from tarot.errors import UsageError
+    from tarot.models import check_export_path
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    with pytest.raises(UsageError, match="not an earlier TaRot export"):
+        check_export_path(tmp_path / "mine")
+    with pytest.raises(UsageError, match="working directory"):
+        check_export_path(".")
+    (tmp_path / "old_export").mkdir()
+    (tmp_path / "old_export" / "tarot_edit.json").write_text("{}")
+    assert check_export_path(tmp_path / "old_export") == (tmp_path / "old_export").resolve()
+    assert check_export_path(tmp_path / "new") == (tmp_path / "new").resolve()
+
+
+def test_report_rebuilds_summary_byte_for_byte(tmp_path, monkeypatch):
+    import report
+
+    flags = [*TINY, "--dataset", "entailed_polarity", "--outputDir", str(tmp_path / "runs")]
+    for optimizer in ("bo", "random"):
+        train([*flags, "--optimizer", optimizer])
+        evaluate([*flags, "--optimizer", optimizer])
+    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(report, "MAIN", {"layer": [0, 2], "trainingDataSize": 4})
+    monkeypatch.setattr(report, "MAIN_EVALUATIONS", 4)
+    assert report.collect(tmp_path / "runs") == 2
+    monkeypatch.setattr(sys, "argv", ["report.py"])
+    report.main()
+    first = (tmp_path / "results" / "summary.json").read_bytes()
+    report.main()
+    assert (tmp_path / "results" / "summary.json").read_bytes() == first
+    summary = json.loads(first)
+    row = summary["classification"]["entailed_polarity"]
+    assert row["n_test"] == 12 and set(row["zero_shot"]) >= {"base", "tarot", "random"}
+    assert summary["average_improvement"]["few_shot"]["tasks"] == 1
+    assert "| entailed_polarity | 12 | few-shot |" in (tmp_path / "results" / "README.md").read_text()
+    assert (tmp_path / "results" / "search_curves.png").stat().st_size > 1000

@@ -84,6 +84,7 @@ def test_generation_bad_input(tmp_path, capsys):
         ([*TINY, "--dataset", "imdb", "--fewShotCategory", "mix"], "generation tasks are zero-shot"),
         ([*TINY, "--dataset", "imdb", "--scorer", "magic"], "--scorer: unknown 'magic'"),
         ([*TINY, "--dataset", "imdb", "--trainingDataSize", "5000"], "--trainingDataSize"),
+        ([*TINY, "--dataset", "imdb", "--instruction", "Be nice."], "--instruction: only xsum"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             run_main(lambda: generation.train([*argv, "--outputDir", str(tmp_path)]))
