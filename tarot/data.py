@@ -114,7 +114,9 @@ def read_jsonl(path: Path) -> list[Example]:
 def _load_ag_news() -> list[Example]:
     try:
         import datasets
+        import huggingface_hub
 
+        huggingface_hub.utils.logging.set_verbosity_error()  # one error line offline, not a page of retries
         rows = datasets.load_dataset("ag_news", split="test")
     except Exception as error:  # the hub is unreachable, or the cache lacks it
         raise UsageError("--dataset ag_news: needs the Hugging Face hub or a local datasets cache "

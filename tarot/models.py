@@ -129,6 +129,9 @@ def _load_smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 
 
 def _load_pretrained(name: str, dtype: torch.dtype, device_map: str | None):
+    import huggingface_hub
+
+    huggingface_hub.utils.logging.set_verbosity_error()  # offline: one error line, not a page of retries
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
