@@ -10,4 +10,4 @@ from tarot.classification import train
 from tarot.cli import run_main
 
 if __name__ == "__main__":
-    run_main(train)
+    run_main(train, resumable=True)

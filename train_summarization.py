@@ -4,4 +4,4 @@ from tarot.cli import run_main
 from tarot.generation import train
 
 if __name__ == "__main__":
-    run_main(train)
+    run_main(train, resumable=True)

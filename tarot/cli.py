@@ -47,7 +47,9 @@ def build_parser(description: str, *, metrics: tuple[str, ...], default_metric: 
     edit.add_argument("--angle_1", default="1/4", help="upper angle bound, a fraction of pi")
     edit.add_argument("--moduleType", default="reasoning", choices=rotation.MODULES,
                       help="reasoning: each attention head's output; mlp: the MLP output")
-    edit.add_argument("--rotationMethod", default="rotary", choices=rotation.METHODS)
+    edit.add_argument("--rotationMethod", default="rotary", choices=rotation.METHODS,
+                      help="rotary (d/2 angles per head), givens (d-1), or scale: diag(1 + v), v within the "
+                           "same bounds times pi")
 
     search = parser.add_argument_group("search")
     search.add_argument("--metric", default=default_metric, choices=metrics, help="training objective")
@@ -118,7 +120,7 @@ def identity(args, task) -> dict:
             "initialPoints": args.initialPoints, "seed": args.seed}
 
 
-def run_main(main: Callable[[], None]) -> None:
+def run_main(main: Callable[[], None], *, resumable: bool = False) -> None:
     """Run a script's main; bad input becomes one line on stderr and exit code 2."""
     try:
         main()
@@ -126,6 +128,7 @@ def run_main(main: Callable[[], None]) -> None:
         print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"{Path(sys.argv[0]).name}: interrupted; the run directory holds every finished evaluation "
-              f"and resumes when the same command is run again", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: interrupted; " + (
+            "the run directory holds every finished evaluation and resumes when the same command is run again"
+            if resumable else "nothing was written"), file=sys.stderr)
         sys.exit(130)

@@ -206,7 +206,9 @@ def evaluate(argv=None) -> dict:
     with rotation.rotated(model, angles, layers=args.layer, module=args.moduleType, method=args.rotationMethod):
         tarot_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
     results = {"n_test": len(test), "scorer": args.scorer, "best_iteration": best["iteration"],
-               "best_train_value": best["value"], "test_ids": [e.id for e in test]}
+               "best_train_value": best["value"], "test_ids": [e.id for e in test],
+               "evaluations": len(run.load_evaluations()[0]),
+               "planned_evaluations": args.initialPoints + args.iterations}
     per_model = {}
     for who, texts in (("base", base_texts), ("tarot", tarot_texts)):
         values = rewards(scorer, args.dataset, test, texts)
