@@ -263,12 +263,17 @@ def _check_layers(layers: Sequence[int], count: int) -> tuple[int, int]:
     return l0, l1
 
 
+def _block_and_shape(info: Layout, layer_count: int, module: str, method: str) -> tuple[int, tuple[int, ...]]:
+    """The matrix size d and the parameter shape: (layer, head, angle) or (layer, angle)."""
+    if module == "reasoning":
+        return info.head_dim, (layer_count, info.num_heads, num_angles(method, info.head_dim))
+    return info.hidden_size, (layer_count, num_angles(method, info.hidden_size))
+
+
 def param_shape(model: nn.Module, *, layers: Sequence[int], module: str, method: str) -> tuple[int, ...]:
     """(layer, head, angle) for ``reasoning``, (layer, angle) for ``mlp``."""
     info, sites = _sites(model, tuple(layers), module)
-    if module == "reasoning":
-        return (len(sites), info.num_heads, num_angles(method, info.head_dim))
-    return (len(sites), num_angles(method, info.hidden_size))
+    return _block_and_shape(info, len(sites), module, method)[1]
 
 
 def num_params(model: nn.Module, *, layers: Sequence[int], module: str, method: str) -> int:
@@ -320,9 +325,7 @@ def _folded(site: Site, matrices: torch.Tensor, module: str) -> dict[str, torch.
 
 def _fold_all(model: nn.Module, params, layers, module: str, method: str) -> list[tuple[Site, dict]]:
     info, sites = _sites(model, tuple(layers), module)
-    d = info.head_dim if module == "reasoning" else info.hidden_size
-    shape = (len(sites), info.num_heads, num_angles(method, d)) if module == "reasoning" else \
-        (len(sites), num_angles(method, d))
+    d, shape = _block_and_shape(info, len(sites), module, method)
     matrices = rotation_matrix(_as_tensor(params, shape), d, method)
     return [(site, _folded(site, matrices[i], module)) for i, site in enumerate(sites)]
 

@@ -59,6 +59,14 @@ def tiny_model(request):
     return make_tiny_model(request.param)
 
 
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real embedded model, loaded once for every test that needs it."""
+    from tarot.models import load_model
+
+    return load_model("smollm2", device="cpu")
+
+
 @pytest.fixture
 def tokens():
     return torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))

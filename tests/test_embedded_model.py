@@ -10,11 +10,6 @@ from tarot.errors import UsageError
 from tarot.models import load_model
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_model("smollm2", device="cpu")
-
-
 def test_embedded_model_loads_offline(smollm2):
     model, tokenizer = smollm2
     info = rotation.layout(model)

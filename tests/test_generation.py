@@ -8,15 +8,9 @@ import pytest
 
 from tarot import generation, topic
 from tarot.cli import run_main
-from tarot.models import load_model
 
 TINY = ["--layer", "0", "1", "--trainingDataSize", "2", "--initialPoints", "1", "--iterations", "1",
         "--testingDataSize", "3", "--batchSize", "8"]
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_model("smollm2", device="cpu")
 
 
 @pytest.mark.parametrize("dataset", ["imdb", "toxicity", "xsum"])
