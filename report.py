@@ -20,12 +20,13 @@ from tarot.runs import atomic_write, read_jsonl
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-KEPT_FILES = ("config.json", "history.jsonl", "results.json", "samples.jsonl")
+KEPT_FILES = ("config.json", "history.jsonl", "results.json", "samples.jsonl", "results_on_*.json")
 # train.sh's settings: the runs that make the main table
 MAIN = {"model": "smollm2", "dtype": "float32", "layer": [0, 15], "angle_0": -0.25, "angle_1": 0.25,
         "rotationMethod": "rotary", "moduleType": "reasoning", "trainingDataSize": 20, "seed": 0,
         "initialPoints": 4, "instruction": None}
 MAIN_EVALUATIONS = 124  # 4 initial points + 120 iterations
+STUDIED = ("trainingDataSize", "rotationMethod")  # train.sh's studies beyond the paper: one setting changed
 
 
 def collect(source: Path) -> int:
@@ -38,9 +39,9 @@ def collect(source: Path) -> int:
             continue
         target = RESULTS / relative
         target.mkdir(parents=True, exist_ok=True)
-        for name in KEPT_FILES:
-            if (run / name).exists():
-                atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(run / name, tmp))
+        for pattern in KEPT_FILES:
+            for file in sorted(run.glob(pattern)):
+                atomic_write(target / file.name, lambda tmp, file=file: shutil.copyfile(file, tmp))
         copied += 1
     return copied
 
@@ -51,18 +52,51 @@ def _read(run: Path) -> dict:
     return {"path": run.relative_to(RESULTS).as_posix(), "identity": config["identity"],
             "kind": "generation" if "scorer" in config["identity"] else "classification",
             "history": history, "results": json.loads((run / "results.json").read_text()),
-            "seconds": round(sum(row["seconds"] for row in history), 1)}
+            "cross": {path.stem.removeprefix("results_on_"): json.loads(path.read_text())
+                      for path in sorted(run.glob("results_on_*.json"))},
+            "num_angles": config["num_angles"], "seconds": round(sum(row["seconds"] for row in history), 1)}
 
 
 def load_runs() -> list[dict]:
     return [_read(path.parent) for path in sorted(RESULTS.rglob("results.json"))]
 
 
+def _full_budget(run: dict) -> bool:
+    """The search ran train.sh's budget and the evaluation used that full search."""
+    return len(run["history"]) == MAIN_EVALUATIONS == run["results"].get("evaluations", MAIN_EVALUATIONS)
+
+
 def _is_main(run: dict) -> bool:
     """A run of train.sh's table: its settings, the full budget, and an evaluation of that full search."""
-    identity = run["identity"]
-    return all(identity.get(key) == value for key, value in MAIN.items()) and \
-        len(run["history"]) == MAIN_EVALUATIONS == run["results"].get("evaluations", MAIN_EVALUATIONS)
+    return all(run["identity"].get(key) == value for key, value in MAIN.items()) and _full_budget(run)
+
+
+def _study(run: dict) -> str | None:
+    """The one train.sh setting (of STUDIED) that this full-budget BO classification run changes, or None."""
+    differing = [key for key, value in MAIN.items() if run["identity"].get(key) != value]
+    if len(differing) == 1 and differing[0] in STUDIED and run["identity"]["optimizer"] == "bo" \
+            and run["kind"] == "classification" and _full_budget(run):
+        return differing[0]
+    return None
+
+
+def _accuracies(results: dict) -> dict:
+    """Zero- and few-shot accuracy of the unedited and edited model, with intervals, from a results file."""
+    row = {"n_test": results["n_test"]}
+    for setting in ("zero_shot", "few_shot"):
+        base, tarot = results[setting]["base"], results[setting]["tarot"]
+        row[setting] = {"base": base["accuracy"], "tarot": tarot["accuracy"],
+                        "accuracy_ci95": {"base": base["accuracy_ci95"], "tarot": tarot["accuracy_ci95"]},
+                        "restricted_accuracy": {"base": base.get("restricted_accuracy"),
+                                                "tarot": tarot.get("restricted_accuracy")}}
+    return row
+
+
+def _study_row(run: dict, key: str) -> dict:
+    return {key: run["identity"][key], "num_angles": run["num_angles"],
+            "unedited_train_objective": run["history"][0]["value"],
+            "best_train_objective": run["results"]["best_train_value"], "search_seconds": run["seconds"],
+            **_accuracies(run["results"])}
 
 
 def _classification_row(bo: dict | None, random: dict | None) -> dict:
@@ -117,7 +151,22 @@ def summarise(runs: list[dict]) -> dict:
         make = _classification_row if kind == "classification" else _generation_row
         summary[kind][task] = make(by_optimizer.get("bo"), by_optimizer.get("random"))
     summary["average_improvement"] = _average_improvement(summary["classification"])
-    summary["other_runs"] = [{"path": r["path"], "kind": r["kind"]} for r in runs if not _is_main(r)]
+    summary["collateral"] = {}
+    for (kind, task), by_optimizer in sorted(main.items()):
+        if kind == "classification" and "bo" in by_optimizer and by_optimizer["bo"]["cross"]:
+            summary["collateral"][task] = {other: _accuracies(results)
+                                           for other, results in by_optimizer["bo"]["cross"].items()}
+    summary["studies"] = {}
+    for key in STUDIED:
+        tasks = sorted({r["identity"]["dataset"] for r in runs if _study(r) == key})
+        for task in tasks:
+            chosen = [r for r in runs if _study(r) == key and r["identity"]["dataset"] == task]
+            if ("classification", task) in main and "bo" in main[("classification", task)]:
+                chosen.append(main[("classification", task)]["bo"])
+            rows = sorted((_study_row(r, key) for r in chosen), key=lambda row: row[key])
+            summary["studies"].setdefault(key, {})[task] = rows
+    summary["other_runs"] = [{"path": r["path"], "kind": r["kind"]} for r in runs
+                             if not _is_main(r) and _study(r) is None]
     return summary
 
 
@@ -160,7 +209,55 @@ def table(summary: dict) -> str:
                 r = row[label]
                 lines.append(f"| {task} | {row['n_test']} | {row['scorer']} | {name} | "
                              f"{_fmt(r['reward'], r['reward_ci95'])} | {r['perplexity']:.2f} | {r['distinct_2']:.3f} |")
+    averages = summary["average_improvement"]
+    if any(averages[s]["tasks"] for s in averages):
+        lines += ["", "Average change, TaRot minus unedited, over the classification tasks above: " + "; ".join(
+            f"{s.replace('_', '-')} {a['points']:+.2f} points ({a['relative_percent']:+.2f}% relative, mean over "
+            f"the {a['relative_tasks']} tasks whose unedited accuracy is above 0)"
+            for s, a in averages.items() if a["tasks"])]
     return "\n".join(lines)
+
+
+def _accuracy_cells(row: dict) -> str:
+    cells = []
+    for setting in ("zero_shot", "few_shot"):
+        entry, ci = row[setting], row[setting]["accuracy_ci95"]
+        cells.append(f"{_fmt(entry['base'], ci['base'])} -> {_fmt(entry['tarot'], ci['tarot'])}")
+    return " | ".join(cells)
+
+
+def collateral_table(summary: dict) -> str:
+    lines = ["| angles searched on | evaluated on | n_test | zero-shot: unedited -> TaRot | "
+             "few-shot: unedited -> TaRot |", "|---|---|---|---|---|"]
+    for trained_on, by_task in summary["collateral"].items():
+        own = summary["classification"].get(trained_on)
+        if own is not None and "tarot" in own["zero_shot"]:
+            lines.append(f"| {trained_on} | {trained_on} (its own test set) | {own['n_test']} | "
+                         f"{_accuracy_cells(own)} |")
+        for other, row in by_task.items():
+            lines.append(f"| {trained_on} | {other} | {row['n_test']} | {_accuracy_cells(row)} |")
+    return "\n".join(lines)
+
+
+def study_table(summary: dict, key: str) -> str:
+    lines = [f"| task | {key} | angles | n_test | training objective: unedited -> best | search s | "
+             f"zero-shot: unedited -> TaRot | few-shot: unedited -> TaRot |", "|---|---|---|---|---|---|---|---|"]
+    for task, rows in summary["studies"].get(key, {}).items():
+        for row in rows:
+            lines.append(f"| {task} | {row[key]} | {row['num_angles']} | {row['n_test']} | "
+                         f"{row['unedited_train_objective']:.3f} -> {row['best_train_objective']:.3f} | "
+                         f"{row['search_seconds']:.0f} | {_accuracy_cells(row)} |")
+    return "\n".join(lines)
+
+
+def fill(text: str, name: str, content: str) -> str:
+    """Put ``content`` between ``<!-- name -->`` and ``<!-- /name -->`` (appended at the end if absent);
+    the prose around the markers is hand-written and kept."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if start not in text:
+        return text.rstrip("\n") + f"\n\n{start}\n{content}\n{end}\n"
+    head, rest = text.split(start, 1)
+    return head + f"{start}\n{content}\n{end}" + rest.split(end, 1)[1]
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -206,14 +303,17 @@ def main() -> None:
     atomic_write(RESULTS / "summary.json",
                  lambda tmp: tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
     plot(runs, RESULTS / "search_curves.png")
-    section = table(summary)
+    sections = {"table": table(summary)}
+    if summary["collateral"]:
+        sections["collateral"] = collateral_table(summary)
+    for key in summary["studies"]:
+        sections[f"study:{key}"] = study_table(summary, key)
     readme = RESULTS / "README.md"
-    text = readme.read_text() if readme.exists() else "# Results\n\n<!-- table -->\n<!-- /table -->\n"
-    if "<!-- table -->" in text:  # the table between the markers is generated; the prose around it is not
-        head, rest = text.split("<!-- table -->", 1)
-        text = head + "<!-- table -->\n" + section + "\n<!-- /table -->" + rest.split("<!-- /table -->", 1)[1]
+    text = readme.read_text() if readme.exists() else "# Results\n"
+    for name, content in sections.items():
+        text = fill(text, name, content)
     atomic_write(readme, lambda tmp: tmp.write_text(text))
-    print(section)
+    print("\n\n".join(sections.values()))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@
 #   ./train.sh "optimizer random"
 #
 # Each line searches (4 initial points, the first the unedited model, + 120 iterations on 20 training
-# examples), evaluates on held-out data, then copies config.json, history.jsonl and results.json to
-# results/ (`python report.py --collect runs`). `python report.py` rebuilds results/summary.json, the table
-# in results/README.md and the plots from those files only. Settings follow the paper's recipe for its
+# examples), evaluates on held-out data, then copies the run's small files to results/
+# (`python report.py --collect runs`). `python report.py` rebuilds results/summary.json, the tables in
+# results/README.md and the plots from those files only. Settings follow the paper's recipe for its
 # models: the first half of the layers (the paper: Llama-3-8B 0-16 of 32), +-pi/4, rotary, prob, mix.
 # Every BO line has a random-search control at the same budget.
 set -euo pipefail
@@ -16,19 +16,28 @@ cd "$(dirname "$0")"
 PY=${PY:-.venv/bin/python}
 ONLY=${1:-}
 FAILED=()
-experiment() {  # experiment TRAIN_SCRIPT TEST_SCRIPT FLAGS...
-  [[ -z "$ONLY" || " ${*:3} " == *"$ONLY"* ]] || return 0
-  echo "== $(date +%T) $1 ${*:3}"
-  local start=$SECONDS
-  if "$PY" "$1" "${@:3}" && "$PY" "$2" "${@:3}" && "$PY" report.py --collect runs; then
-    echo "== $(( SECONDS - start )) s: $1 ${*:3}"
+run_line() {  # run_line SCRIPT... -- FLAGS...: each script with the flags, then collect into results/
+  local scripts=() flags
+  while [[ $1 != -- ]]; do scripts+=("$1"); shift; done
+  shift
+  flags=" $* "
+  [[ -z "$ONLY" || "$flags" == *"$ONLY"* ]] || return 0
+  echo "== $(date +%T) ${scripts[*]}$flags"
+  local start=$SECONDS script ok=1
+  for script in "${scripts[@]}"; do "$PY" "$script" "$@" || { ok=0; break; }; done
+  if (( ok )) && "$PY" report.py --collect runs >/dev/null; then
+    echo "== $(( SECONDS - start )) s: ${scripts[*]}$flags"
   else
-    echo "== FAILED after $(( SECONDS - start )) s: $1 ${*:3}"
-    FAILED+=("$1 ${*:3}")
+    echo "== FAILED after $(( SECONDS - start )) s: ${scripts[*]}$flags"
+    FAILED+=("${scripts[*]}$flags")
   fi
 }
-SMOL=(--model smollm2 --layer 0 15 --angle_0 'neg 1/4' --angle_1 '1/4' --moduleType reasoning --rotationMethod rotary
-      --trainingDataSize 20 --initialPoints 4 --iterations 120 --seed 0)
+experiment() { run_line "$1" "$2" -- "${@:3}"; }    # experiment TRAIN_SCRIPT TEST_SCRIPT FLAGS...
+evaluation() { run_line "$1" -- "${@:2}"; }         # evaluation TEST_SCRIPT FLAGS... (a finished search)
+
+BASE=(--model smollm2 --layer 0 15 --angle_0 'neg 1/4' --angle_1 '1/4' --moduleType reasoning
+      --initialPoints 4 --iterations 120 --seed 0)
+SMOL=("${BASE[@]}" --rotationMethod rotary --trainingDataSize 20)
 
 # Classification (BIG-bench), zero-shot and six-shot evaluation: the paper's Table 1
 experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo
@@ -49,6 +58,18 @@ experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCa
 experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset toxicity --optimizer random
 experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer bo
 experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer random
+
+# Beyond the paper. Collateral damage: entailed_polarity's TaRot (the first line) on the other tasks' test
+# sets (the same test examples as their own lines; the edit never saw those tasks)
+evaluation evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --evalDataset navigate
+evaluation evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --evalDataset winowhy
+evaluation evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --evalDataset color
+# rotary (the first line) vs givens: 8,505 angles instead of 4,320
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --trainingDataSize 20 --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --rotationMethod givens
+# Number of training examples on navigate (20: the navigate line above)
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotationMethod rotary --metric prob --fewShotCategory mix --dataset navigate --optimizer bo --trainingDataSize 5
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotationMethod rotary --metric prob --fewShotCategory mix --dataset navigate --optimizer bo --trainingDataSize 10
+experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotationMethod rotary --metric prob --fewShotCategory mix --dataset navigate --optimizer bo --trainingDataSize 40
 
 if (( ${#FAILED[@]} )); then
   printf 'failed: %s\n' "${FAILED[@]}" >&2

@@ -112,7 +112,9 @@ def next_token_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
 
 
 def _table(results: dict) -> str:
-    lines = [f"n_test = {results['n_test']}",
+    cross = results["evaluated_on"] != results["trained_on"]
+    lines = [f"n_test = {results['n_test']}" + (f" of {results['evaluated_on']} (angles searched on "
+                                                 f"{results['trained_on']})" if cross else ""),
              f"{'setting':<10} {'model':<7} {'accuracy':>9} {'95% CI':>15} {'restricted':>11} {'f1':>6}"]
     for setting in ("zero_shot", "few_shot"):
         for who in ("base", "tarot"):
@@ -133,9 +135,24 @@ def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_t
     p = parser(description)
     p.add_argument("--exportModel", default=None, metavar="DIR",
                    help="also save the edited model as a standard Hugging Face checkpoint in DIR")
+    p.add_argument("--evalDataset", default=None, metavar="TASK",
+                   help="evaluate the angles searched on --dataset on this other task's test set instead (the "
+                        "test examples that task's own run with these flags uses), to measure collateral "
+                        "damage; writes results_on_<task>.json")
     args = cli.parse(p, argv)
     check_dataset(args, datasets)
     task, split, run = _setup(args, kind)
+    eval_task, eval_split = task, split
+    if args.evalDataset is not None:
+        try:  # with its own instruction: the prompts are that task's
+            eval_task = load_task(args.evalDataset)
+        except UsageError as error:
+            raise UsageError(str(error).replace("--dataset", "--evalDataset", 1)) from None
+        if eval_task.name == task.name:
+            raise UsageError(f"--evalDataset: {args.evalDataset!r} is the task the angles were searched on; "
+                             f"leave --evalDataset out to evaluate on its own test set")
+        eval_split = make_split(eval_task, train_size=args.trainingDataSize, test_size=args.testingDataSize,
+                                seed=args.seed, few_shot=args.fewShotCategory)
     if not run.config.exists():  # checked before the model loads
         raise UsageError(f"no trained run for these flags at {run.path}: run {train_script} first")
     if args.exportModel:
@@ -150,24 +167,26 @@ def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_t
     if evaluations < planned:
         print(f"note: the search is unfinished ({evaluations} of {planned} evaluations); evaluating its best "
               f"point so far", file=sys.stderr)
-    n_test = len(split.test)
+    n_test = len(eval_split.test)
     if n_test < args.testingDataSize:
-        print(f"note: only {n_test} test examples remain for {task.name} after {MAX_SHOTS} demonstrations and "
-              f"{len(split.train)} training examples (asked for {args.testingDataSize}); using all of them",
-              file=sys.stderr)
-    results = {"n_test": n_test, "test_ids": [e.id for e in split.test], "best_iteration": best["iteration"],
+        print(f"note: only {n_test} test examples remain for {eval_task.name} after {MAX_SHOTS} demonstrations "
+              f"and {len(eval_split.train)} training examples (asked for {args.testingDataSize}); using all of "
+              f"them", file=sys.stderr)
+    results = {"n_test": n_test, "test_ids": [e.id for e in eval_split.test], "best_iteration": best["iteration"],
                "best_train_value": best["value"], "metric": args.metric, "evaluations": evaluations,
-               "planned_evaluations": planned, "judge": judge.__name__}
+               "planned_evaluations": planned, "judge": judge.__name__, "trained_on": task.name,
+               "evaluated_on": eval_task.name}
     edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
     for setting, shots in (("zero_shot", 0), ("few_shot", MAX_SHOTS)):
-        prompts = build_prompts(tokenizer, task, split.fewshot, split.test, [shots] * n_test)
+        prompts = build_prompts(tokenizer, eval_task, eval_split.fewshot, eval_split.test, [shots] * n_test)
         base = judge(model, tokenizer, prompts, args)
         with rotation.rotated(model, angles, **edit):
             tarot = judge(model, tokenizer, prompts, args)
         results[setting] = {"shots": shots, "base": base, "tarot": tarot}
-    write_json(run.results, results)
+    output = run.results if eval_task is task else run.cross_results(eval_task.name)
+    write_json(output, results)
     print(_table(results))
-    print(f"written {run.results}")
+    print(f"written {output}")
     if args.exportModel:
         with rotation.rotated(model, angles, **edit):
             save_model(model, tokenizer, args.exportModel,

@@ -95,6 +95,10 @@ class RunDir:
         self.best = path / "best_angles.safetensors"
         self.results = path / "results.json"
 
+    def cross_results(self, task_name: str) -> Path:
+        """Results of this run's angles on another task's test set (evaluateRotation.py --evalDataset)."""
+        return self.path / f"results_on_{task_name}.json"
+
     def check_identity(self, identity: dict) -> None:
         """Refuse to mix runs: the saved flags that define the search must equal the given ones."""
         if not self.config.exists():

@@ -211,6 +211,28 @@ def test_export_never_overwrites_a_foreign_folder(tmp_path):
     assert check_export_path(tmp_path / "new") == (tmp_path / "new").resolve()
 
 
+def test_eval_dataset_scores_the_other_tasks_own_test_set(tmp_path, capsys):
+    ep = [*TINY, "--dataset", "entailed_polarity", "--outputDir", str(tmp_path)]
+    nav = [*TINY, "--dataset", "navigate", "--outputDir", str(tmp_path)]
+    run = train(ep)
+    evaluate(ep)
+    own = run.results.read_bytes()
+    cross = evaluate([*ep, "--evalDataset", "navigate"])
+    assert run.results.read_bytes() == own  # the run's own results are left alone
+    assert json.loads(run.cross_results("navigate").read_text()) == cross
+    assert cross["trained_on"] == "entailed_polarity" and cross["evaluated_on"] == "navigate"
+    train(nav)
+    navigate_own = evaluate(nav)
+    # the same test examples and prompts as navigate's own evaluation, so the unedited scores agree exactly
+    assert cross["test_ids"] == navigate_own["test_ids"]
+    for setting in ("zero_shot", "few_shot"):
+        assert cross[setting]["base"] == navigate_own[setting]["base"]
+    capsys.readouterr()
+    _fails(capsys, evaluate, [*ep, "--evalDataset", "nope"], "--evalDataset: unknown 'nope'")
+    _fails(capsys, evaluate, [*ep, "--evalDataset", "entailed_polarity"], "--evalDataset: 'entailed_polarity' is "
+                                                                          "the task the angles were searched on")
+
+
 def test_report_rebuilds_summary_byte_for_byte(tmp_path, monkeypatch):
     import report
 
@@ -218,10 +240,14 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path, monkeypatch):
     for optimizer in ("bo", "random"):
         train([*flags, "--optimizer", optimizer])
         evaluate([*flags, "--optimizer", optimizer])
+    evaluate([*flags, "--optimizer", "bo", "--evalDataset", "navigate"])  # collateral damage
+    smaller = [*flags, "--optimizer", "bo", "--trainingDataSize", "3"]  # a study: one setting changed
+    train(smaller)
+    evaluate(smaller)
     monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(report, "MAIN", {"layer": [0, 2], "trainingDataSize": 4})
     monkeypatch.setattr(report, "MAIN_EVALUATIONS", 4)
-    assert report.collect(tmp_path / "runs") == 2
+    assert report.collect(tmp_path / "runs") == 3
     monkeypatch.setattr(sys, "argv", ["report.py"])
     report.main()
     first = (tmp_path / "results" / "summary.json").read_bytes()
@@ -231,5 +257,12 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path, monkeypatch):
     row = summary["classification"]["entailed_polarity"]
     assert row["n_test"] == 12 and set(row["zero_shot"]) >= {"base", "tarot", "random"}
     assert summary["average_improvement"]["few_shot"]["tasks"] == 1
-    assert "| entailed_polarity | 12 | few-shot |" in (tmp_path / "results" / "README.md").read_text()
+    readme = (tmp_path / "results" / "README.md").read_text()
+    assert "| entailed_polarity | 12 | few-shot |" in readme
+    assert list(summary["collateral"]) == ["entailed_polarity"]
+    assert summary["collateral"]["entailed_polarity"]["navigate"]["n_test"] == 12
+    assert "| entailed_polarity | navigate | 12 |" in readme
+    study = summary["studies"]["trainingDataSize"]["entailed_polarity"]
+    assert [row["trainingDataSize"] for row in study] == [3, 4] and summary["other_runs"] == []
+    assert "<!-- study:trainingDataSize -->" in readme
     assert (tmp_path / "results" / "search_curves.png").stat().st_size > 1000
