@@ -4,6 +4,8 @@
 #   ./train.sh                 every experiment, one after the other
 #   ./train.sh navigate        only the lines whose flags contain "navigate"
 #   ./train.sh "optimizer random"
+#   JOBS=2 ./train.sh          two lines at a time, each with one thread (OMP_NUM_THREADS = cores / JOBS);
+#                              their output goes to runs/logs/line<N>.log, the "==" lines to the terminal
 #
 # Each line searches (4 initial points, the first the unedited model, + 120 iterations on 20 training
 # examples), evaluates on held-out data, then copies the run's small files to results/
@@ -15,23 +17,50 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PY:-.venv/bin/python}
 ONLY=${1:-}
-FAILED=()
-run_line() {  # run_line SCRIPT... -- FLAGS...: each script with the flags, then collect into results/
-  local scripts=() flags
+JOBS=${JOBS:-1}
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "train.sh: error: JOBS must be a positive integer, got '$JOBS'" >&2; exit 2; }
+if (( JOBS > 1 )); then
+  cores=$(nproc)
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / JOBS > 0 ? cores / JOBS : 1 ))}
+  mkdir -p runs/logs
+fi
+FAILURES=$(mktemp)  # one line per failed experiment (lines running in the background cannot share an array)
+trap 'rm -f "$FAILURES"' EXIT
+LINE=0
+
+run_now() {  # run_now LOG SCRIPT... -- FLAGS...: each script with the flags, then collect into results/
+  local log=$1 scripts=() flags
+  shift
   while [[ $1 != -- ]]; do scripts+=("$1"); shift; done
   shift
   flags=" $* "
-  [[ -z "$ONLY" || "$flags" == *"$ONLY"* ]] || return 0
-  echo "== $(date +%T) ${scripts[*]}$flags"
+  echo "== $(date +%T) ${scripts[*]}$flags${log:+ (output: $log)}"
   local start=$SECONDS script ok=1
-  for script in "${scripts[@]}"; do "$PY" "$script" "$@" || { ok=0; break; }; done
+  for script in "${scripts[@]}"; do
+    if [[ -n $log ]]; then "$PY" "$script" "$@" >>"$log" 2>&1 || { ok=0; break; }
+    else "$PY" "$script" "$@" || { ok=0; break; }; fi
+  done
   if (( ok )) && "$PY" report.py --collect runs >/dev/null; then
     echo "== $(( SECONDS - start )) s: ${scripts[*]}$flags"
   else
     echo "== FAILED after $(( SECONDS - start )) s: ${scripts[*]}$flags"
-    FAILED+=("${scripts[*]}$flags")
+    echo "${scripts[*]}$flags" >>"$FAILURES"
   fi
 }
+run_line() {  # run_line SCRIPT... -- FLAGS...: run now, or in the background when JOBS > 1
+  local args=("$@")
+  LINE=$(( LINE + 1 ))
+  while [[ $1 != -- ]]; do shift; done
+  shift
+  [[ -z "$ONLY" || " $* " == *"$ONLY"* ]] || return 0
+  if (( JOBS > 1 )); then
+    while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n || true; done
+    run_now "runs/logs/line$LINE.log" "${args[@]}" &
+  else
+    run_now "" "${args[@]}"
+  fi
+}
+barrier() { wait || true; }  # the lines below need the finished runs of the lines above
 experiment() { run_line "$1" "$2" -- "${@:3}"; }    # experiment TRAIN_SCRIPT TEST_SCRIPT FLAGS...
 evaluation() { run_line "$1" -- "${@:2}"; }         # evaluation TEST_SCRIPT FLAGS... (a finished search)
 
@@ -59,6 +88,7 @@ experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCa
 experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer bo
 experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer random
 
+barrier
 # Beyond the paper. Collateral damage: entailed_polarity's TaRot (the first line) on the other tasks' test
 # sets (the same test examples as their own lines; the edit never saw those tasks)
 evaluation evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --evalDataset navigate
@@ -71,8 +101,10 @@ experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotatio
 experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotationMethod rotary --metric prob --fewShotCategory mix --dataset navigate --optimizer bo --trainingDataSize 10
 experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotationMethod rotary --metric prob --fewShotCategory mix --dataset navigate --optimizer bo --trainingDataSize 40
 
-if (( ${#FAILED[@]} )); then
-  printf 'failed: %s\n' "${FAILED[@]}" >&2
+barrier
+"$PY" report.py >/dev/null  # once more after every line: lines run side by side each rebuilt it alone
+if [[ -s $FAILURES ]]; then
+  sed 's/^/failed: /' "$FAILURES" >&2
   exit 1
 fi
 
