@@ -80,8 +80,12 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
                             add_special_tokens=not chat).to(device)
         lengths = new_tokens[start:start + batch_size]
         torch.manual_seed(seed * 100_003 + start)
-        generated = model.generate(**encoded, do_sample=sample, top_k=0, top_p=1.0, temperature=1.0,
-                                   max_new_tokens=max(lengths), pad_token_id=tokenizer.pad_token_id)
+        # plain sampling from the full distribution (the model's own generation_config may set top-k/p);
+        # greedy decoding takes no sampling flags, which transformers would warn about
+        sampling = dict(top_k=0, top_p=1.0, temperature=1.0) if sample else dict(top_k=None, top_p=None,
+                                                                                  temperature=None)
+        generated = model.generate(**encoded, do_sample=sample, **sampling, max_new_tokens=max(lengths),
+                                   pad_token_id=tokenizer.pad_token_id)
         for row, length in enumerate(lengths):
             new = generated[row, encoded["input_ids"].shape[1]:][:length]
             outputs.append(tokenizer.decode(new, skip_special_tokens=True))
