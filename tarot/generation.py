@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 import rotation
 from tarot import cli
@@ -75,7 +76,8 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
     device = model_device(model)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # the new tokens all start at one column
     outputs = []
-    for start in range(0, len(prompts), batch_size):
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="generate", unit="batch", leave=False, disable=len(starts) < 2):
         encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                             add_special_tokens=not chat).to(device)
         lengths = new_tokens[start:start + batch_size]
