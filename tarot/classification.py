@@ -111,7 +111,7 @@ def next_token_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
     return classify(last_logits(model, prompts, batch_size=args.batchSize), prompts, tokenizer)
 
 
-def _table(results: dict) -> str:
+def _table(results: dict, judge) -> str:
     cross = results["evaluated_on"] != results["trained_on"]
     lines = [f"n_test = {results['n_test']}" + (f" of {results['evaluated_on']} (angles searched on "
                                                  f"{results['trained_on']})" if cross else ""),
@@ -122,8 +122,11 @@ def _table(results: dict) -> str:
             ci = "[{:.2f}, {:.2f}]".format(*r["accuracy_ci95"])
             lines.append(f"{setting:<10} {who:<7} {r['accuracy']:>9.3f} {ci:>15} "
                          f"{r.get('restricted_accuracy', float('nan')):>11.3f} {r['f1']:>6.3f}")
-    lines.append("accuracy: the decoded top token is the answer's first token, case ignored (the paper's exact "
-                 "match); restricted: argmax over the choices' first tokens")
+    if judge is next_token_judge:
+        lines.append("accuracy: the decoded top token is the answer's first token, case ignored (the paper's exact "
+                     "match); restricted: argmax over the choices' first tokens")
+    else:
+        lines.append(f"{judge.__name__}: {(judge.__doc__ or '').strip().splitlines()[0]}")
     return "\n".join(lines)
 
 
@@ -185,7 +188,7 @@ def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_t
         results[setting] = {"shots": shots, "base": base, "tarot": tarot}
     output = run.results if eval_task is task else run.cross_results(eval_task.name)
     write_json(output, results)
-    print(_table(results))
+    print(_table(results, judge))
     print(f"written {output}")
     if args.exportModel:
         with rotation.rotated(model, angles, **edit):
