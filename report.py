@@ -16,11 +16,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from tarot.runs import atomic_write, read_jsonl
+from tarot.runs import CROSS_RESULTS_PREFIX, atomic_write, read_jsonl
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-KEPT_FILES = ("config.json", "history.jsonl", "results.json", "samples.jsonl", "results_on_*.json")
+KEPT_FILES = ("config.json", "history.jsonl", "results.json", "samples.jsonl", f"{CROSS_RESULTS_PREFIX}*.json")
 # train.sh's settings: the runs that make the main table
 MAIN = {"model": "smollm2", "dtype": "float32", "layer": [0, 15], "angle_0": -0.25, "angle_1": 0.25,
         "rotationMethod": "rotary", "moduleType": "reasoning", "trainingDataSize": 20, "seed": 0,
@@ -52,8 +52,8 @@ def _read(run: Path) -> dict:
     return {"path": run.relative_to(RESULTS).as_posix(), "identity": config["identity"],
             "kind": "generation" if "scorer" in config["identity"] else "classification",
             "history": history, "results": json.loads((run / "results.json").read_text()),
-            "cross": {path.stem.removeprefix("results_on_"): json.loads(path.read_text())
-                      for path in sorted(run.glob("results_on_*.json"))},
+            "cross": {path.stem.removeprefix(CROSS_RESULTS_PREFIX): json.loads(path.read_text())
+                      for path in sorted(run.glob(f"{CROSS_RESULTS_PREFIX}*.json"))},
             "num_angles": config["num_angles"], "seconds": round(sum(row["seconds"] for row in history), 1)}
 
 
@@ -156,17 +156,23 @@ def summarise(runs: list[dict]) -> dict:
         if kind == "classification" and "bo" in by_optimizer and by_optimizer["bo"]["cross"]:
             summary["collateral"][task] = {other: _accuracies(results)
                                            for other, results in by_optimizer["bo"]["cross"].items()}
+    studied: dict[str, dict[str, list[dict]]] = {}  # setting -> task -> runs that change only it
+    others = []
+    for run in runs:
+        key = _study(run)
+        if key is not None:
+            studied.setdefault(key, {}).setdefault(run["identity"]["dataset"], []).append(run)
+        elif not _is_main(run):
+            others.append({"path": run["path"], "kind": run["kind"]})
     summary["studies"] = {}
-    for key in STUDIED:
-        tasks = sorted({r["identity"]["dataset"] for r in runs if _study(r) == key})
-        for task in tasks:
-            chosen = [r for r in runs if _study(r) == key and r["identity"]["dataset"] == task]
-            if ("classification", task) in main and "bo" in main[("classification", task)]:
-                chosen.append(main[("classification", task)]["bo"])
+    for key in STUDIED:  # in this order in results/README.md
+        for task, chosen in sorted(studied.get(key, {}).items()):
+            reference = main.get(("classification", task), {}).get("bo")  # the main table's own setting
+            if reference is not None:
+                chosen = [*chosen, reference]
             rows = sorted((_study_row(r, key) for r in chosen), key=lambda row: row[key])
             summary["studies"].setdefault(key, {})[task] = rows
-    summary["other_runs"] = [{"path": r["path"], "kind": r["kind"]} for r in runs
-                             if not _is_main(r) and _study(r) is None]
+    summary["other_runs"] = others
     return summary
 
 

@@ -147,10 +147,7 @@ def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_t
     task, split, run = _setup(args, kind)
     eval_task, eval_split = task, split
     if args.evalDataset is not None:
-        try:  # with its own instruction: the prompts are that task's
-            eval_task = load_task(args.evalDataset)
-        except UsageError as error:
-            raise UsageError(str(error).replace("--dataset", "--evalDataset", 1)) from None
+        eval_task = load_task(args.evalDataset, flag="--evalDataset")  # its own instruction: its prompts
         if eval_task.name == task.name:
             raise UsageError(f"--evalDataset: {args.evalDataset!r} is the task the angles were searched on; "
                              f"leave --evalDataset out to evaluate on its own test set")

@@ -80,8 +80,9 @@ class Task:
         return tuple(seen)
 
 
-def read_jsonl(path: Path) -> list[Example]:
-    """Read examples from a JSONL file; header lines without ``input`` must carry a ``canary``."""
+def read_jsonl(path: Path, flag: str = "--dataset") -> list[Example]:
+    """Read examples from a JSONL file; header lines without ``input`` must carry a ``canary``. Errors
+    name ``flag``, the option that gave the file."""
     examples = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -90,28 +91,28 @@ def read_jsonl(path: Path) -> list[Example]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise UsageError(f"--dataset: {path}:{number} is not valid JSON ({error.msg})") from None
+                raise UsageError(f"{flag}: {path}:{number} is not valid JSON ({error.msg})") from None
             if not isinstance(record, dict):
-                raise UsageError(f"--dataset: {path}:{number} is not a JSON object")
+                raise UsageError(f"{flag}: {path}:{number} is not a JSON object")
             if "input" not in record and "canary" in record:
                 continue
             if not isinstance(record.get("input"), str) or not isinstance(record.get("target"), str):
-                raise UsageError(f"--dataset: {path}:{number} needs string fields 'input' and 'target'")
+                raise UsageError(f"{flag}: {path}:{number} needs string fields 'input' and 'target'")
             choices = tuple(record.get("choices") or ())
             if choices and record["target"] not in choices:
-                raise UsageError(f"--dataset: {path}:{number}: target {record['target']!r} is not among "
+                raise UsageError(f"{flag}: {path}:{number}: target {record['target']!r} is not among "
                                  f"its choices {list(choices)}")
             if not isinstance(record.get("id", 0), int):
-                raise UsageError(f"--dataset: {path}:{number}: 'id' must be an integer")
+                raise UsageError(f"{flag}: {path}:{number}: 'id' must be an integer")
             examples.append(Example(record.get("id", len(examples)), record["input"], record["target"], choices))
     if not examples:
-        raise UsageError(f"--dataset: {path} holds no examples")
+        raise UsageError(f"{flag}: {path} holds no examples")
     if len({e.id for e in examples}) != len(examples):
-        raise UsageError(f"--dataset: {path}: example ids are not unique")
+        raise UsageError(f"{flag}: {path}: example ids are not unique")
     return examples
 
 
-def _load_ag_news() -> list[Example]:
+def _load_ag_news(flag: str) -> list[Example]:
     try:
         import datasets
         import huggingface_hub
@@ -119,24 +120,25 @@ def _load_ag_news() -> list[Example]:
         huggingface_hub.utils.logging.set_verbosity_error()  # one error line offline, not a page of retries
         rows = datasets.load_dataset("ag_news", split="test")
     except Exception as error:  # the hub is unreachable, or the cache lacks it
-        raise UsageError("--dataset ag_news: needs the Hugging Face hub or a local datasets cache "
+        raise UsageError(f"{flag} ag_news: needs the Hugging Face hub or a local datasets cache "
                          "(`datasets.load_dataset('ag_news')` failed: "
                          f"{first_line(error)}); offline, use review_topic or a JSONL file") from None
     return [Example(i, row["text"], AG_NEWS_LABELS[row["label"]], AG_NEWS_LABELS) for i, row in enumerate(rows)]
 
 
-def load_task(dataset: str, instruction: str | None = None) -> Task:
-    """A built-in task name, ``ag_news`` (online), or a path to a JSONL file."""
+def load_task(dataset: str, instruction: str | None = None, flag: str = "--dataset") -> Task:
+    """A built-in task name, ``ag_news`` (online), or a path to a JSONL file; errors name ``flag``."""
     if dataset in TASKS:
         file, default_instruction = TASKS[dataset]
-        return Task(dataset, instruction or default_instruction, read_jsonl(DATA_DIR / file), str(DATA_DIR / file))
+        return Task(dataset, instruction or default_instruction, read_jsonl(DATA_DIR / file, flag),
+                    str(DATA_DIR / file))
     if dataset == "ag_news":
         return Task(dataset, instruction or "Classify the news article into one of: World, Sports, Business, "
-                    "Sci/Tech. Answer with the topic only.", _load_ag_news(), "datasets:ag_news")
+                    "Sci/Tech. Answer with the topic only.", _load_ag_news(flag), "datasets:ag_news")
     path = Path(dataset)
     if path.suffix == ".jsonl" and path.is_file():
-        return Task(path.stem, instruction or DEFAULT_INSTRUCTION, read_jsonl(path), str(path.resolve()), True)
-    raise UsageError(f"--dataset: unknown {dataset!r}; choose one of {', '.join([*TASKS, *ONLINE_TASKS])} "
+        return Task(path.stem, instruction or DEFAULT_INSTRUCTION, read_jsonl(path, flag), str(path.resolve()), True)
+    raise UsageError(f"{flag}: unknown {dataset!r}; choose one of {', '.join([*TASKS, *ONLINE_TASKS])} "
                      f"or give a path to a .jsonl file")
 
 

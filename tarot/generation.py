@@ -75,6 +75,10 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
     template's special tokens (else the tokenizer adds its own, e.g. BOS)."""
     device = model_device(model)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # the new tokens all start at one column
+    # plain sampling from the full distribution (the model's own generation_config may set top-k/p);
+    # greedy decoding unsets the sampling flags, which transformers would otherwise warn about
+    sampling = dict(top_k=0, top_p=1.0, temperature=1.0) if sample else \
+        dict(top_k=None, top_p=None, temperature=None)
     outputs = []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generate", unit="batch", leave=False, disable=len(starts) < 2):
@@ -82,10 +86,6 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
                             add_special_tokens=not chat).to(device)
         lengths = new_tokens[start:start + batch_size]
         torch.manual_seed(seed * 100_003 + start)
-        # plain sampling from the full distribution (the model's own generation_config may set top-k/p);
-        # greedy decoding takes no sampling flags, which transformers would warn about
-        sampling = dict(top_k=0, top_p=1.0, temperature=1.0) if sample else dict(top_k=None, top_p=None,
-                                                                                  temperature=None)
         generated = model.generate(**encoded, do_sample=sample, **sampling, max_new_tokens=max(lengths),
                                    pad_token_id=tokenizer.pad_token_id)
         for row, length in enumerate(lengths):

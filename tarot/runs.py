@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from tarot.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
+CROSS_RESULTS_PREFIX = "results_on_"  # results_on_<task>.json: a run's angles on another task's test set
 
 
 def atomic_write(path: Path, write) -> None:
@@ -97,7 +98,7 @@ class RunDir:
 
     def cross_results(self, task_name: str) -> Path:
         """Results of this run's angles on another task's test set (evaluateRotation.py --evalDataset)."""
-        return self.path / f"results_on_{task_name}.json"
+        return self.path / f"{CROSS_RESULTS_PREFIX}{task_name}.json"
 
     def check_identity(self, identity: dict) -> None:
         """Refuse to mix runs: the saved flags that define the search must equal the given ones."""
