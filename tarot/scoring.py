@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from tarot.data import Example, Task
@@ -213,6 +214,16 @@ def _packed_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> to
 @torch.no_grad()
 def _cached_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> torch.Tensor:
     """The prefix runs once; its key/value cache is reused by groups of prompts sharing the same length."""
+    out = torch.empty(len(prompts), model.get_output_embeddings().weight.shape[0])
+    for length, rows, past in _prefix_groups(model, prompts, prefix):
+        out[rows] = _run(model, [prompts[i][length:] for i in rows], length, past)
+    return out
+
+
+@torch.no_grad()
+def _prefix_groups(model, prompts: Sequence[list[int]], prefix: list[int]):
+    """Yield (shared length, prompt indices, the prefix's key/value pairs for that length or None): the
+    prefix runs once, and the prompts that share the same number of its tokens form one group."""
     shared = _shared_lengths(prompts, prefix)
     longest = max(shared)
     layers = []
@@ -223,30 +234,67 @@ def _cached_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> to
     groups: dict[int, list[int]] = defaultdict(list)
     for index, length in enumerate(shared):
         groups[length].append(index)
-    out = torch.empty(len(prompts), model.get_output_embeddings().weight.shape[0])
     for length, rows in groups.items():
-        past = [(k[:, :, :length], v[:, :, :length]) for k, v in layers] if length else None
-        out[rows] = _run(model, [prompts[i][length:] for i in rows], length, past)
-    return out
+        yield length, rows, [(k[:, :, :length], v[:, :, :length]) for k, v in layers] if length else None
 
 
-@torch.no_grad()
-def _run(model, suffixes: Sequence[list[int]], offset: int, past) -> torch.Tensor:
-    """Last-position logits of left-padded suffixes that continue ``offset`` cached prefix tokens."""
+def _suffix_inputs(model, suffixes: Sequence[list[int]], offset: int, past) -> dict:
+    """Model inputs for left-padded suffixes that continue ``offset`` cached prefix tokens."""
     device = model_device(model)
     ids, mask = _left_padded(suffixes, _pad_id(model), device)
     # Positions continue after the prefix and skip the padding, so a padded row sees the same positions
     # (and the same attention) as when it runs alone.
     positions = (offset + mask.cumsum(-1) - 1).clamp(min=offset)
-    kwargs = {}
+    inputs = dict(input_ids=ids, attention_mask=mask, position_ids=positions)
     if past is not None:
         batch = len(suffixes)
-        kwargs["past_key_values"] = DynamicCache(
+        inputs["past_key_values"] = DynamicCache(
             [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in past])
-        mask = torch.cat([torch.ones(batch, offset, dtype=mask.dtype, device=device), mask], dim=1)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1,
-                   use_cache=past is not None, **kwargs).logits
+        inputs["attention_mask"] = torch.cat(
+            [torch.ones(batch, offset, dtype=mask.dtype, device=device), mask], dim=1)
+    return inputs
+
+
+@torch.no_grad()
+def _run(model, suffixes: Sequence[list[int]], offset: int, past) -> torch.Tensor:
+    """Last-position logits of left-padded suffixes that continue ``offset`` cached prefix tokens."""
+    logits = model(**_suffix_inputs(model, suffixes, offset, past), logits_to_keep=1,
+                   use_cache=past is not None).logits
     return logits[:, -1].float().cpu()
+
+
+@torch.no_grad()
+def greedy_continuations(model, prompts: PromptSet, max_new_tokens: int, *, batch_size: int = 32) -> list[list[int]]:
+    """Greedy continuation of every prompt, as token ids, up to ``max_new_tokens`` or the first stop token
+    (the model's ``generation_config.eos_token_id``; not included).
+
+    What ``model.generate`` gives on the whole prompts (tested), but the shared few-shot prefix runs once per
+    chunk of ``batch_size`` prompts and its key/value cache is reused, so a six-shot prompt costs only its
+    question and the new tokens: about 8x faster on SmolLM2's six-shot topic prompts.
+    """
+    stop = model.generation_config.eos_token_id
+    stop = torch.tensor([] if stop is None else [stop] if isinstance(stop, int) else list(stop))
+    out: list[list[int]] = [[] for _ in prompts.prompt_ids]
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="generate", unit="batch", leave=False, disable=len(starts) < 2):
+        chunk = prompts.prompt_ids[start:start + batch_size]
+        for length, rows, past in _prefix_groups(model, chunk, prompts.prefix_ids):
+            inputs = _suffix_inputs(model, [chunk[i][length:] for i in rows], length, past)
+            finished = torch.zeros(len(rows), dtype=torch.bool)
+            for _ in range(max_new_tokens):
+                result = model(**inputs, logits_to_keep=1, use_cache=True)
+                token = result.logits[:, -1].argmax(-1).cpu()
+                for row, value, done in zip(rows, token.tolist(), finished.tolist()):
+                    if not done:
+                        out[start + row].append(value)
+                finished |= torch.isin(token, stop)
+                if finished.all():
+                    break
+                mask = inputs["attention_mask"]
+                inputs = dict(input_ids=token[:, None].to(mask.device), past_key_values=result.past_key_values,
+                              attention_mask=torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1),
+                              position_ids=inputs["position_ids"][:, -1:] + 1)
+    return [ids[:-1] if ids and ids[-1] in stop.tolist() else ids for ids in out]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 
 from tarot import classification
-from tarot.generation import generate
-from tarot.scoring import PromptSet
+from tarot.scoring import PromptSet, greedy_continuations
 
 TOPIC_DATASETS = ("review_topic", "ag_news")
 RUN_KIND = "Topic"  # own run folders: evaluateRotation.py on the same task would write another results.json
@@ -34,9 +33,8 @@ def parse_label(text: str, labels: tuple[str, ...]) -> str | None:
 
 def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
     """Accuracy and macro F1 of the topic read from a short greedy answer."""
-    texts = generate(model, tokenizer, prompts.texts, [ANSWER_TOKENS] * len(prompts),
-                     chat=bool(getattr(tokenizer, "chat_template", None)), seed=args.seed,
-                     batch_size=args.batchSize, sample=False)
+    texts = [tokenizer.decode(ids, skip_special_tokens=True)
+             for ids in greedy_continuations(model, prompts, ANSWER_TOKENS, batch_size=args.batchSize)]
     predicted = [parse_label(text, choices or (target,))
                  for text, choices, target in zip(texts, prompts.choices, prompts.targets)]
     correct = [float(p == t) for p, t in zip(predicted, prompts.targets)]

@@ -19,7 +19,7 @@ from conftest import ROOT, make_tiny_model
 from tarot.classification import evaluate, train
 from tarot.cli import run_main
 from tarot.data import load_task, make_split
-from tarot.scoring import PromptSet, _cached_logits, last_logits
+from tarot.scoring import PromptSet, _cached_logits, greedy_continuations, last_logits
 
 TINY = ["--model", "smollm2", "--layer", "0", "2", "--trainingDataSize", "4", "--initialPoints", "2",
         "--iterations", "2", "--testingDataSize", "12", "--batchSize", "8"]
@@ -53,6 +53,30 @@ def test_prefix_cache_equals_plain_forward(name):
     torch.testing.assert_close(fast, alone, atol=1e-5, rtol=0)
     # packing is checked once per model; Gemma 2's attention ignores the block mask, so it falls back
     assert model._tarot_packing_works == (name != "gemma2")
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma2", "gpt2", "opt"])
+def test_greedy_continuations_equal_generate(name):
+    model = make_tiny_model(name)
+    rng = np.random.default_rng(1)
+    prefix = rng.integers(3, 97, size=12).tolist()
+    prompts = [prefix[:k] + rng.integers(3, 97, size=int(rng.integers(2, 7))).tolist() for k in (0, 4, 12, 12, 12)]
+    prompt_set = PromptSet([""] * len(prompts), prompts, prefix, [1] * len(prompts), [[]] * len(prompts),
+                           [""] * len(prompts))
+
+    def generate(ids):  # one prompt at a time, the whole prompt, transformers' own greedy search
+        return model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=9,
+                              pad_token_id=0)[0, len(ids):].tolist()
+
+    model.generation_config.eos_token_id = None
+    unstopped = [generate(ids) for ids in prompts]
+    assert greedy_continuations(model, prompt_set, 9, batch_size=4) == unstopped
+    # a token one prompt writes third becomes a stop token: that prompt ends early, others may not
+    model.generation_config.eos_token_id = [unstopped[2][2], 96]
+    expected = [generate(ids) for ids in prompts]
+    expected = [next((new[:i] for i, t in enumerate(new) if t in (unstopped[2][2], 96)), new) for new in expected]
+    fast = greedy_continuations(model, prompt_set, 9, batch_size=4)
+    assert fast == expected and len(fast[2]) <= 2
 
 
 def test_splits_are_disjoint_and_deterministic():
