@@ -1,5 +1,6 @@
 """Evaluate the best rotation of a finished search on held-out data, zero-shot and six-shot, against the
-unedited model. Takes the same flags as trainRotation_NN_kernel.py (plus --exportModel DIR)."""
+unedited model. Takes the same flags as trainRotation_NN_kernel.py, plus --exportModel DIR (save the edited
+model) and --evalDataset TASK (score the angles on another task's test set)."""
 
 from tarot.classification import evaluate
 from tarot.cli import run_main

@@ -3,9 +3,11 @@
     python report.py                  # results/summary.json, results/README.md (table), results/*.png
     python report.py --collect runs   # first copy finished runs' small files from runs/ into results/
 
-Reads only ``results/**/{config.json,history.jsonl,results.json}``, so the table can be rebuilt, byte for
-byte, from what is committed. The main table takes the runs with train.sh's settings; every other finished
-run (other sizes, methods, seeds) is listed under "other runs".
+Reads only what is committed: ``results/**/{config.json,history.jsonl,results.json,results_on_*.json}``,
+and the task files in data/ for the labels of each test set (the "one answer for all" baseline), so the
+tables can be rebuilt byte for byte. The main table takes the runs with train.sh's settings; the studies
+take the runs that change one of its settings (STUDIED); summary.json lists any other run under
+"other_runs".
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import argparse
 import json
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
+from tarot.data import load_task
+from tarot.errors import UsageError
+from tarot.generation import DEFAULT_SCORERS
 from tarot.runs import CROSS_RESULTS_PREFIX, atomic_write, read_jsonl
+from tarot.stats import macro_f1
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -25,6 +32,8 @@ KEPT_FILES = ("config.json", "history.jsonl", "results.json", "samples.jsonl", f
 MAIN = {"model": "smollm2", "dtype": "float32", "layer": [0, 15], "angle_0": -0.25, "angle_1": 0.25,
         "rotationMethod": "rotary", "moduleType": "reasoning", "trainingDataSize": 20, "seed": 0,
         "initialPoints": 4, "instruction": None}
+MAIN_BY_KIND = {"classification": {"metric": "prob", "fewShotCategory": "mix"},
+                "generation": {"metric": "reward", "fewShotCategory": "zero", "batchSize": 32}}
 MAIN_EVALUATIONS = 124  # 4 initial points + 120 iterations
 STUDIED = ("trainingDataSize", "rotationMethod")  # train.sh's studies beyond the paper: one setting changed
 
@@ -66,27 +75,52 @@ def _full_budget(run: dict) -> bool:
     return len(run["history"]) == MAIN_EVALUATIONS == run["results"].get("evaluations", MAIN_EVALUATIONS)
 
 
+def _main_settings(run: dict) -> dict:
+    """train.sh's settings for a run of this kind (and, for generation, its dataset's default scorer)."""
+    settings = MAIN | MAIN_BY_KIND[run["kind"]]
+    if run["kind"] == "generation":
+        settings["scorer"] = DEFAULT_SCORERS.get(run["identity"]["dataset"])
+    return settings
+
+
+def _differing(run: dict) -> list[str]:
+    return [key for key, value in _main_settings(run).items() if run["identity"].get(key) != value]
+
+
 def _is_main(run: dict) -> bool:
     """A run of train.sh's table: its settings, the full budget, and an evaluation of that full search."""
-    return all(run["identity"].get(key) == value for key, value in MAIN.items()) and _full_budget(run)
+    return not _differing(run) and _full_budget(run)
 
 
 def _study(run: dict) -> str | None:
     """The one train.sh setting (of STUDIED) that this full-budget BO classification run changes, or None."""
-    differing = [key for key, value in MAIN.items() if run["identity"].get(key) != value]
+    differing = _differing(run)
     if len(differing) == 1 and differing[0] in STUDIED and run["identity"]["optimizer"] == "bo" \
             and run["kind"] == "classification" and _full_budget(run):
         return differing[0]
     return None
 
 
-def _accuracies(results: dict) -> dict:
+def one_answer(task: str, test_ids: list) -> dict | None:
+    """The test set's most common answer, and the accuracy and macro F1 of giving it to every question: what
+    a model that has collapsed onto one answer scores. None if the task's file is not in data/."""
+    try:
+        targets = {example.id: example.target for example in load_task(task).examples}
+    except UsageError:  # e.g. ag_news, which needs the hub
+        return None
+    answers = [targets[i] for i in test_ids]
+    answer, count = Counter(answers).most_common(1)[0]
+    return {"answer": answer, "accuracy": count / len(answers), "f1": macro_f1([answer] * len(answers), answers)}
+
+
+def _accuracies(results: dict, task: str) -> dict:
     """Zero- and few-shot accuracy of the unedited and edited model, with intervals, from a results file."""
-    row = {"n_test": results["n_test"]}
+    row = {"n_test": results["n_test"], "one_answer": one_answer(task, results["test_ids"])}
     for setting in ("zero_shot", "few_shot"):
         base, tarot = results[setting]["base"], results[setting]["tarot"]
         row[setting] = {"base": base["accuracy"], "tarot": tarot["accuracy"],
                         "accuracy_ci95": {"base": base["accuracy_ci95"], "tarot": tarot["accuracy_ci95"]},
+                        "f1": {"base": base["f1"], "tarot": tarot["f1"]},
                         "restricted_accuracy": {"base": base.get("restricted_accuracy"),
                                                 "tarot": tarot.get("restricted_accuracy")}}
     return row
@@ -96,12 +130,13 @@ def _study_row(run: dict, key: str) -> dict:
     return {key: run["identity"][key], "num_angles": run["num_angles"],
             "unedited_train_objective": run["history"][0]["value"],
             "best_train_objective": run["results"]["best_train_value"], "search_seconds": run["seconds"],
-            **_accuracies(run["results"])}
+            **_accuracies(run["results"], run["identity"]["dataset"])}
 
 
 def _classification_row(bo: dict | None, random: dict | None) -> dict:
     any_run = bo or random
-    row = {"n_test": any_run["results"]["n_test"]}
+    row = {"n_test": any_run["results"]["n_test"],
+           "one_answer": one_answer(any_run["identity"]["dataset"], any_run["results"]["test_ids"])}
     for setting in ("zero_shot", "few_shot"):
         entry = {"base": any_run["results"][setting]["base"]["accuracy"]}
         other: dict[str, dict] = {"accuracy_ci95": {"base": any_run["results"][setting]["base"]["accuracy_ci95"]}}
@@ -154,7 +189,7 @@ def summarise(runs: list[dict]) -> dict:
     summary["collateral"] = {}
     for (kind, task), by_optimizer in sorted(main.items()):
         if kind == "classification" and "bo" in by_optimizer and by_optimizer["bo"]["cross"]:
-            summary["collateral"][task] = {other: _accuracies(results)
+            summary["collateral"][task] = {other: _accuracies(results, other)
                                            for other, results in by_optimizer["bo"]["cross"].items()}
     studied: dict[str, dict[str, list[dict]]] = {}  # setting -> task -> runs that change only it
     others = []
@@ -198,15 +233,19 @@ def _fmt(value, ci=None) -> str:
 
 
 def table(summary: dict) -> str:
-    lines = ["| task | n_test | setting | unedited | TaRot (BO) | random search | restricted: unedited / TaRot / random |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| task | n_test | setting | unedited | TaRot (BO) | random search | "
+             "macro F1: unedited / TaRot / random | restricted: unedited / TaRot / random | "
+             "one answer for all: accuracy / F1 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for task, row in summary["classification"].items():
         for setting in ("zero_shot", "few_shot"):
             entry, ci = row[setting], row[setting]["accuracy_ci95"]
-            restricted = " / ".join(_fmt(entry["restricted_accuracy"].get(k)) for k in ("base", "tarot", "random"))
+            f1, restricted = (" / ".join(_fmt(entry[measure].get(k)) for k in ("base", "tarot", "random"))
+                              for measure in ("f1", "restricted_accuracy"))
             lines.append(f"| {task} | {row['n_test']} | {setting.replace('_', '-')} | "
                          f"{_fmt(entry['base'], ci['base'])} | {_fmt(entry.get('tarot'), ci.get('tarot'))} | "
-                         f"{_fmt(entry.get('random'), ci.get('random'))} | {restricted} |")
+                         f"{_fmt(entry.get('random'), ci.get('random'))} | {f1} | {restricted} | "
+                         f"{_one_answer_cell(row['one_answer'])} |")
     lines += ["", "| task | n_test | scorer | model | reward [95% CI] | perplexity | distinct-2 |",
               "|---|---|---|---|---|---|---|"]
     for task, row in summary["generation"].items():
@@ -224,17 +263,27 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _one_answer_cell(one: dict | None) -> str:
+    return "-" if one is None else f"{one['answer']}: {_fmt(one['accuracy'])} / {_fmt(one['f1'])}"
+
+
 def _accuracy_cells(row: dict) -> str:
+    """Zero- and few-shot accuracy (with intervals), few-shot macro F1, and the one-answer baseline."""
     cells = []
     for setting in ("zero_shot", "few_shot"):
         entry, ci = row[setting], row[setting]["accuracy_ci95"]
         cells.append(f"{_fmt(entry['base'], ci['base'])} -> {_fmt(entry['tarot'], ci['tarot'])}")
+    f1 = row["few_shot"]["f1"]
+    cells += [f"{_fmt(f1['base'])} -> {_fmt(f1['tarot'])}", _one_answer_cell(row["one_answer"])]
     return " | ".join(cells)
 
 
+_ACCURACY_HEADER = ("zero-shot: unedited -> TaRot | few-shot: unedited -> TaRot | few-shot macro F1 | "
+                    "one answer for all: accuracy / F1 |")
+
+
 def collateral_table(summary: dict) -> str:
-    lines = ["| angles searched on | evaluated on | n_test | zero-shot: unedited -> TaRot | "
-             "few-shot: unedited -> TaRot |", "|---|---|---|---|---|"]
+    lines = [f"| angles searched on | evaluated on | n_test | {_ACCURACY_HEADER}", "|---|---|---|---|---|---|---|"]
     for trained_on, by_task in summary["collateral"].items():
         own = summary["classification"].get(trained_on)
         if own is not None and "tarot" in own["zero_shot"]:
@@ -247,7 +296,7 @@ def collateral_table(summary: dict) -> str:
 
 def study_table(summary: dict, key: str) -> str:
     lines = [f"| task | {key} | angles | n_test | training objective: unedited -> best | search s | "
-             f"zero-shot: unedited -> TaRot | few-shot: unedited -> TaRot |", "|---|---|---|---|---|---|---|---|"]
+             f"{_ACCURACY_HEADER}", "|---|---|---|---|---|---|---|---|---|---|"]
     for task, rows in summary["studies"].get(key, {}).items():
         for row in rows:
             lines.append(f"| {task} | {row[key]} | {row['num_angles']} | {row['n_test']} | "

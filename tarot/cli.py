@@ -130,5 +130,6 @@ def run_main(main: Callable[[], None], *, resumable: bool = False) -> None:
     except KeyboardInterrupt:
         print(f"{Path(sys.argv[0]).name}: interrupted; " + (
             "the run directory holds every finished evaluation and resumes when the same command is run again"
-            if resumable else "nothing was written"), file=sys.stderr)
+            if resumable else "files are written whole or not at all: those reported as written are "
+            "complete, the others were not written"), file=sys.stderr)
         sys.exit(130)

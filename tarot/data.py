@@ -84,27 +84,35 @@ def read_jsonl(path: Path, flag: str = "--dataset") -> list[Example]:
     """Read examples from a JSONL file; header lines without ``input`` must carry a ``canary``. Errors
     name ``flag``, the option that gave the file."""
     examples = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UsageError(f"{flag}: {path}:{number} is not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise UsageError(f"{flag}: {path}:{number} is not a JSON object")
-            if "input" not in record and "canary" in record:
-                continue
-            if not isinstance(record.get("input"), str) or not isinstance(record.get("target"), str):
-                raise UsageError(f"{flag}: {path}:{number} needs string fields 'input' and 'target'")
-            choices = tuple(record.get("choices") or ())
-            if choices and record["target"] not in choices:
-                raise UsageError(f"{flag}: {path}:{number}: target {record['target']!r} is not among "
-                                 f"its choices {list(choices)}")
-            if not isinstance(record.get("id", 0), int):
-                raise UsageError(f"{flag}: {path}:{number}: 'id' must be an integer")
-            examples.append(Example(record.get("id", len(examples)), record["input"], record["target"], choices))
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 may sit in a string
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{flag}: cannot read {path} as UTF-8 text ({first_line(error)})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{flag}: {path}:{number} is not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{flag}: {path}:{number} is not a JSON object")
+        if "input" not in record and "canary" in record:
+            continue
+        if not isinstance(record.get("input"), str) or not isinstance(record.get("target"), str) \
+                or not record["target"].strip():
+            raise UsageError(f"{flag}: {path}:{number} needs string fields 'input' and 'target' (a "
+                             f"non-empty answer)")
+        choices = record.get("choices") or []
+        if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
+            raise UsageError(f"{flag}: {path}:{number}: 'choices' must be a list of non-empty strings")
+        choices = tuple(choices)
+        if choices and record["target"] not in choices:
+            raise UsageError(f"{flag}: {path}:{number}: target {record['target']!r} is not among "
+                             f"its choices {list(choices)}")
+        if not isinstance(record.get("id", 0), int):
+            raise UsageError(f"{flag}: {path}:{number}: 'id' must be an integer")
+        examples.append(Example(record.get("id", len(examples)), record["input"], record["target"], choices))
     if not examples:
         raise UsageError(f"{flag}: {path} holds no examples")
     if len({e.id for e in examples}) != len(examples):
@@ -175,6 +183,9 @@ def make_split(task: Task, *, train_size: int, test_size: int, seed: int, few_sh
     fewshot, train = order[:MAX_SHOTS], order[MAX_SHOTS:MAX_SHOTS + train_size]
     seen = {e.input for e in fewshot + train}
     test = [e for e in order[MAX_SHOTS + train_size:] if e.input not in seen][:test_size]
+    if not test:
+        raise UsageError(f"--trainingDataSize: no test example of {task.name} is left after {MAX_SHOTS} "
+                         f"demonstrations and {train_size} training examples (inputs seen in those are not tested)")
     shots = [int(k) for k in rng.choice(SHOT_COUNTS[few_shot], size=train_size)]
     return Split(fewshot, train, test, shots)
 

@@ -81,17 +81,19 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
         dict(top_k=None, top_p=None, temperature=None)
     outputs = []
     starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="generate", unit="batch", leave=False, disable=len(starts) < 2):
-        encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                            add_special_tokens=not chat).to(device)
-        lengths = new_tokens[start:start + batch_size]
-        torch.manual_seed(seed * 100_003 + start)
-        generated = model.generate(**encoded, do_sample=sample, **sampling, max_new_tokens=max(lengths),
-                                   pad_token_id=tokenizer.pad_token_id)
-        for row, length in enumerate(lengths):
-            new = generated[row, encoded["input_ids"].shape[1]:][:length]
-            outputs.append(tokenizer.decode(new, skip_special_tokens=True))
-    tokenizer.padding_side = side
+    try:
+        for start in tqdm(starts, desc="generate", unit="batch", leave=False, disable=len(starts) < 2):
+            encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                                add_special_tokens=not chat).to(device)
+            lengths = new_tokens[start:start + batch_size]
+            torch.manual_seed(seed * 100_003 + start)
+            generated = model.generate(**encoded, do_sample=sample, **sampling, max_new_tokens=max(lengths),
+                                       pad_token_id=tokenizer.pad_token_id)
+            for row, length in enumerate(lengths):
+                new = generated[row, encoded["input_ids"].shape[1]:][:length]
+                outputs.append(tokenizer.decode(new, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
     return outputs
 
 
@@ -167,6 +169,11 @@ def _setup(args):
     run = RunDir(cli.run_path(args, args.dataset, RUN_KIND))
     run.check_identity(_identity(args))
     scorer = make_scorer(args.scorer)
+    if scorer.needs_references != (args.dataset == "xsum"):  # only xsum has references to compare with
+        raise UsageError(f"--scorer: {args.scorer!r} does not fit {args.dataset}: "
+                         + ("xsum needs a scorer that compares with the reference (rouge)" if args.dataset == "xsum"
+                            else "it needs reference texts, which only xsum has; use a classifier such as "
+                                 "sentiment or toxicity"))
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     examples = load_prompts(args.dataset, tokenizer, args.seed, args.instruction)
     if args.trainingDataSize >= len(examples):
@@ -206,6 +213,9 @@ def evaluate(argv=None) -> dict:
     angles, best = best_angles(run, shape)
     seen = {e.prompt for e in train_set}  # short imdb prompts ("This movie") can repeat
     test = [e for e in examples[args.trainingDataSize:] if e.prompt not in seen][:args.testingDataSize]
+    if not test:
+        raise UsageError(f"--trainingDataSize: no held-out prompt of {args.dataset} is left after the "
+                         f"{len(train_set)} training prompts")
     if len(test) < args.testingDataSize:
         print(f"note: only {len(test)} held-out prompts remain (asked for {args.testingDataSize})", file=sys.stderr)
     base_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)

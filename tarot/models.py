@@ -135,7 +135,7 @@ def _load_pretrained(name: str, dtype: torch.dtype, device_map: str | None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:  # ImportError: e.g. its tokenizer needs sentencepiece
         raise UsageError(f"--model: cannot load {name!r} (not a local folder, and the Hugging Face hub "
                          f"could not provide it; are you offline?): {first_line(error)}") from None
     return model, tokenizer
@@ -160,7 +160,10 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str = "float32",
     elif name.endswith(".gguf"):
         if not Path(name).is_file():
             raise UsageError(f"--model: GGUF file {name!r} does not exist")
-        model, tokenizer = _from_gguf(Path(name))
+        try:
+            model, tokenizer = _from_gguf(Path(name))
+        except (OSError, ValueError, ImportError, KeyError, RuntimeError) as error:  # not GGUF, or unsupported
+            raise UsageError(f"--model: cannot load the GGUF file {name!r}: {first_line(error)}") from None
         model = model.to(device=device, dtype=torch_dtype)
     else:
         device_map = "auto" if device == "cuda" else None

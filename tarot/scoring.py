@@ -1,9 +1,11 @@
 """Prompts as token ids, and fast next-token scoring with a shared few-shot prefix.
 
 Every prompt of a run starts with the same system instruction and the first k of the same six
-demonstrations, so all prompts share a prefix with the six-shot prefix. Its key/value cache is computed once
-per candidate rotation and reused: each prompt then costs only its own question's tokens. Only the logits
-at the last position are computed.
+demonstrations, so all prompts share a prefix with the six-shot prefix. The prefix is computed once per
+batch of prompts and each prompt then costs only its own question's tokens: packed with the questions into
+one sequence under a block mask (:func:`last_logits`), or through its reused key/value cache (models that
+ignore such a mask, and greedy decoding: :func:`greedy_continuations`). Only the logits at the last
+position are computed.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ model with tiny budgets (a few layers, 4 training prompts, a handful of evaluati
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ from conftest import ROOT, make_tiny_model
 from tarot.classification import evaluate, train
 from tarot.cli import run_main
 from tarot.data import load_task, make_split
+from tarot.errors import UsageError
 from tarot.scoring import PromptSet, _cached_logits, greedy_continuations, last_logits
 
 TINY = ["--model", "smollm2", "--layer", "0", "2", "--trainingDataSize", "4", "--initialPoints", "2",
@@ -177,6 +179,41 @@ def test_bad_input(tmp_path, capsys):
     # another optimizer writes elsewhere, but a changed instruction in the same folder is refused
     _fails(capsys, train, [*ep, "--instruction", "Say yes."], "holds a run with other settings")
     assert run.history.read_text() == history
+
+
+def test_bad_task_files(tmp_path):
+    cases = {
+        '{"input": "q", "target": "a", "choices": 5}': "'choices' must be a list of non-empty strings",
+        '{"input": "q", "target": "a", "choices": ["a", 1]}': "'choices' must be a list of non-empty strings",
+        '{"input": "q", "target": "a", "choices": "ab"}': "'choices' must be a list of non-empty strings",
+        '{"input": "q", "target": ""}': "(a non-empty answer)",
+        '{"input": "q"}': "needs string fields 'input' and 'target'",
+        '[1, 2]': "is not a JSON object",
+    }
+    for line, message in cases.items():
+        path = tmp_path / "task.jsonl"
+        path.write_text(line + "\n")
+        with pytest.raises(UsageError, match=re.escape(message)):
+            load_task(str(path))
+    path.write_bytes(b'{"input": "caf\xe9", "target": "a"}\n')  # Latin-1, not UTF-8
+    with pytest.raises(UsageError, match="--dataset: cannot read .* as UTF-8"):
+        load_task(str(path))
+    # every input repeated: once the demonstrations and training inputs are removed, no test example is left
+    path.write_text("".join(json.dumps({"input": "same", "target": "ab"[i % 2]}) + "\n" for i in range(12)))
+    with pytest.raises(UsageError, match="--trainingDataSize: no test example of task is left"):
+        make_split(load_task(str(path)), train_size=2, test_size=5, seed=0, few_shot="mix")
+
+
+def test_one_answer_baseline(tmp_path):
+    import report
+
+    path = tmp_path / "task.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "input": f"q{i}", "target": t}) + "\n"
+                            for i, t in enumerate("aaabb")))
+    one = report.one_answer(str(path), [0, 1, 2, 3])  # the test set: three a, one b
+    assert one["answer"] == "a" and one["accuracy"] == 0.75
+    assert one["f1"] == pytest.approx((6 / 7 + 0) / 2)  # F1 of a: 2*3 / (2*3 + 1 false positive); of b: 0
+    assert report.one_answer("ag_news_is_not_here", [0]) is None
 
 
 def test_script_exit_code_and_single_line(tmp_path):

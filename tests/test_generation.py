@@ -79,6 +79,8 @@ def test_generation_bad_input(tmp_path, capsys):
         ([*TINY, "--dataset", "imdb", "--scorer", "magic"], "--scorer: unknown 'magic'"),
         ([*TINY, "--dataset", "imdb", "--trainingDataSize", "5000"], "--trainingDataSize"),
         ([*TINY, "--dataset", "imdb", "--instruction", "Be nice."], "--instruction: only xsum"),
+        ([*TINY, "--dataset", "imdb", "--scorer", "rouge"], "--scorer: 'rouge' does not fit imdb"),
+        ([*TINY, "--dataset", "xsum", "--scorer", "toxicity"], "--scorer: 'toxicity' does not fit xsum"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             run_main(lambda: generation.train([*argv, "--outputDir", str(tmp_path)]))
