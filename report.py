@@ -16,14 +16,13 @@ import argparse
 import json
 import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 
 from tarot.data import load_task
 from tarot.errors import UsageError
 from tarot.generation import DEFAULT_SCORERS
 from tarot.runs import CROSS_RESULTS_PREFIX, atomic_write, read_jsonl
-from tarot.stats import macro_f1
+from tarot import stats
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -108,9 +107,7 @@ def one_answer(task: str, test_ids: list) -> dict | None:
         targets = {example.id: example.target for example in load_task(task).examples}
     except UsageError:  # e.g. ag_news, which needs the hub
         return None
-    answers = [targets[i] for i in test_ids]
-    answer, count = Counter(answers).most_common(1)[0]
-    return {"answer": answer, "accuracy": count / len(answers), "f1": macro_f1([answer] * len(answers), answers)}
+    return stats.one_answer([targets[i] for i in test_ids])
 
 
 def _accuracies(results: dict, task: str) -> dict:

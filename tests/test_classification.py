@@ -128,7 +128,7 @@ def test_zero_rotation_is_the_unedited_model(tmp_path):
     assert first["logit_diff"] == pytest.approx(0.0, abs=1e-5)  # the zero point changes no logit
 
 
-def test_custom_jsonl_end_to_end(tmp_path):
+def test_custom_jsonl_end_to_end(tmp_path, capsys):
     data = tmp_path / "parity.jsonl"
     with data.open("w") as handle:
         for i in range(40):
@@ -148,6 +148,12 @@ def test_custom_jsonl_end_to_end(tmp_path):
     assert set(results["test_ids"]).isdisjoint(json.loads(run.split.read_text())["train"])
     split = json.loads(run.split.read_text())
     assert "Choices: even, odd" in split["train_prompts"][0]
+    # the printed table ends with the one-answer baseline: the test set's most common answer, its share
+    targets = [e.target for e in load_task(str(data)).examples if e.id in results["test_ids"]]
+    common = max(("even", "odd"), key=targets.count)
+    baseline = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("one answer '")]
+    assert len(baseline) == 1 and baseline[0][2] == f"'{common}'"
+    assert float(baseline[0][3]) == pytest.approx(targets.count(common) / len(targets), abs=5e-4)
 
 
 # ---- bad input: one line, exit code 2, nothing overwritten -----------------------------------
