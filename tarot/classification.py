@@ -183,7 +183,8 @@ def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_t
                "evaluated_on": eval_task.name}
     edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
     for setting, shots in (("zero_shot", 0), ("few_shot", MAX_SHOTS)):
-        prompts = build_prompts(tokenizer, eval_task, eval_split.fewshot, eval_split.test, [shots] * n_test)
+        prompts = build_prompts(tokenizer, eval_task, eval_split.fewshot, eval_split.test, [shots] * n_test,
+                                flag="--dataset" if eval_task is task else "--evalDataset")
         base = judge(model, tokenizer, prompts, args)
         with rotation.rotated(model, angles, **edit):
             tarot = judge(model, tokenizer, prompts, args)

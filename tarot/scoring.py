@@ -92,8 +92,9 @@ def first_token(tokenizer, prompt_text: str, prompt_ids: list[int], answer: str)
 
 
 def build_prompts(tokenizer, task: Task, demos: Sequence[Example], examples: Sequence[Example],
-                  shots: Sequence[int]) -> PromptSet:
-    """One prompt per example with ``shots[i]`` demonstrations: the first ones of ``demos``."""
+                  shots: Sequence[int], flag: str = "--dataset") -> PromptSet:
+    """One prompt per example with ``shots[i]`` demonstrations: the first ones of ``demos``; errors name
+    ``flag``, the option that gave the task."""
     texts, prompt_ids, answer_ids, choice_ids = [], [], [], []
     for example, k in zip(examples, shots, strict=True):
         text = render(tokenizer, task.instruction, demos[:k], _question(example, task.show_choices),
@@ -102,7 +103,7 @@ def build_prompts(tokenizer, task: Task, demos: Sequence[Example], examples: Seq
         choices = [first_token(tokenizer, text, ids, c) for c in example.choices]
         if len(set(choices)) != len(choices):
             clash = [c for c, t in zip(example.choices, choices) if choices.count(t) > 1]
-            raise UsageError(f"--dataset: choices {clash} of example {example.id} start with the same token; "
+            raise UsageError(f"{flag}: choices {clash} of {task.name} example {example.id} start with the same token; "
                              f"the first-token score cannot tell them apart: rename them")
         texts.append(text)
         prompt_ids.append(ids)

@@ -21,7 +21,7 @@ from tarot.classification import evaluate, train
 from tarot.cli import run_main
 from tarot.data import load_task, make_split
 from tarot.errors import UsageError
-from tarot.scoring import PromptSet, _cached_logits, greedy_continuations, last_logits
+from tarot.scoring import PromptSet, _cached_logits, build_prompts, greedy_continuations, last_logits
 
 TINY = ["--model", "smollm2", "--layer", "0", "2", "--trainingDataSize", "4", "--initialPoints", "2",
         "--iterations", "2", "--testingDataSize", "12", "--batchSize", "8"]
@@ -208,6 +208,16 @@ def test_bad_task_files(tmp_path):
     path.write_text("".join(json.dumps({"input": "same", "target": "ab"[i % 2]}) + "\n" for i in range(12)))
     with pytest.raises(UsageError, match="--trainingDataSize: no test example of task is left"):
         make_split(load_task(str(path)), train_size=2, test_size=5, seed=0, few_shot="mix")
+
+
+def test_choices_with_the_same_first_token_are_an_error(tmp_path, smollm2):
+    path = tmp_path / "fruit.jsonl"
+    path.write_text(json.dumps({"input": "Which dessert?", "target": "apple pie",
+                                "choices": ["apple pie", "apple tart", "cherry pie"]}) + "\n")
+    task = load_task(str(path))
+    with pytest.raises(UsageError, match=re.escape("--evalDataset: choices ['apple pie', 'apple tart'] of fruit "
+                                                   "example 0 start with the same token")):
+        build_prompts(smollm2[1], task, [], task.examples, [0], flag="--evalDataset")
 
 
 def test_one_answer_baseline(tmp_path):
