@@ -13,16 +13,17 @@ take the runs that change one of its settings (STUDIED); summary.json lists any 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
 from pathlib import Path
 
+from tarot import stats
 from tarot.data import load_task
 from tarot.errors import UsageError
 from tarot.generation import DEFAULT_SCORERS
 from tarot.runs import CROSS_RESULTS_PREFIX, atomic_write, read_jsonl
-from tarot import stats
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -100,14 +101,20 @@ def _study(run: dict) -> str | None:
     return None
 
 
+@functools.cache
+def _targets(task: str) -> dict | None:
+    """Each example's answer by id, read once per task; None if the task's file is not in data/."""
+    try:
+        return {example.id: example.target for example in load_task(task).examples}
+    except UsageError:  # e.g. ag_news, which needs the hub
+        return None
+
+
 def one_answer(task: str, test_ids: list) -> dict | None:
     """The test set's most common answer, and the accuracy and macro F1 of giving it to every question: what
     a model that has collapsed onto one answer scores. None if the task's file is not in data/."""
-    try:
-        targets = {example.id: example.target for example in load_task(task).examples}
-    except UsageError:  # e.g. ag_news, which needs the hub
-        return None
-    return stats.one_answer([targets[i] for i in test_ids])
+    targets = _targets(task)
+    return None if targets is None else stats.one_answer([targets[i] for i in test_ids])
 
 
 def _accuracies(results: dict, task: str) -> dict:

@@ -16,8 +16,7 @@ from tarot.models import check_export_path, load_model, save_model
 from tarot.runs import RunDir, write_json
 from tarot.scoring import METRICS, PromptSet, build_prompts, last_logits, objective_values
 from tarot.search import best_angles, start_search
-from tarot import stats
-from tarot.stats import macro_f1, summary
+from tarot.stats import macro_f1, one_answer, summary
 
 RUN_KIND = "NN_kernel"
 
@@ -112,7 +111,7 @@ def next_token_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
     return classify(last_logits(model, prompts, batch_size=args.batchSize), prompts, tokenizer)
 
 
-def _table(results: dict, judge, one_answer: dict) -> str:
+def _table(results: dict, judge, baseline: dict) -> str:
     cross = results["evaluated_on"] != results["trained_on"]
     lines = [f"n_test = {results['n_test']}" + (f" of {results['evaluated_on']} (angles searched on "
                                                  f"{results['trained_on']})" if cross else ""),
@@ -123,8 +122,8 @@ def _table(results: dict, judge, one_answer: dict) -> str:
             ci = "[{:.2f}, {:.2f}]".format(*r["accuracy_ci95"])
             lines.append(f"{setting:<10} {who:<7} {r['accuracy']:>9.3f} {ci:>15} "
                          f"{r.get('restricted_accuracy', float('nan')):>11.3f} {r['f1']:>6.3f}")
-    lines.append(f"{'one answer ' + repr(one_answer['answer']):<18} {one_answer['accuracy']:>9.3f} {'':>15} {'':>11} "
-                 f"{one_answer['f1']:>6.3f}")
+    lines.append(f"{'one answer ' + repr(baseline['answer']):<18} {baseline['accuracy']:>9.3f} {'':>15} {'':>11} "
+                 f"{baseline['f1']:>6.3f}")
     if judge is next_token_judge:
         lines.append("accuracy: the decoded top token is the answer's first token, case ignored (the paper's exact "
                      "match); restricted: argmax over the choices' first tokens")
@@ -191,7 +190,7 @@ def evaluate(argv=None, *, datasets: tuple[str, ...] | None = None, judge=next_t
         results[setting] = {"shots": shots, "base": base, "tarot": tarot}
     output = run.results if eval_task is task else run.cross_results(eval_task.name)
     write_json(output, results)
-    print(_table(results, judge, stats.one_answer([e.target for e in eval_split.test])))
+    print(_table(results, judge, one_answer([e.target for e in eval_split.test])))
     print(f"written {output}")
     if args.exportModel:
         with rotation.rotated(model, angles, **edit):

@@ -273,10 +273,11 @@ def greedy_continuations(model, prompts: PromptSet, max_new_tokens: int, *, batc
 
     What ``model.generate`` gives on the whole prompts (tested), but the shared few-shot prefix runs once per
     chunk of ``batch_size`` prompts and its key/value cache is reused, so a six-shot prompt costs only its
-    question and the new tokens: about 8x faster on SmolLM2's six-shot topic prompts.
+    question and the new tokens (review_topic's held-out evaluation: 15.6 min instead of about 35).
     """
-    stop = model.generation_config.eos_token_id
-    stop = torch.tensor([] if stop is None else [stop] if isinstance(stop, int) else list(stop))
+    eos = model.generation_config.eos_token_id
+    stop_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    stop = torch.tensor(stop_ids)
     out: list[list[int]] = [[] for _ in prompts.prompt_ids]
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generate", unit="batch", leave=False, disable=len(starts) < 2):
@@ -297,7 +298,7 @@ def greedy_continuations(model, prompts: PromptSet, max_new_tokens: int, *, batc
                 inputs = dict(input_ids=token[:, None].to(mask.device), past_key_values=result.past_key_values,
                               attention_mask=torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1),
                               position_ids=inputs["position_ids"][:, -1:] + 1)
-    return [ids[:-1] if ids and ids[-1] in stop.tolist() else ids for ids in out]
+    return [ids[:-1] if ids and ids[-1] in stop_ids else ids for ids in out]
 
 
 # ----------------------------------------------------------------------------------------------
