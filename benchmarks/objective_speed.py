@@ -5,7 +5,7 @@ On the default model and the training prompts of one task, times per candidate (
 
 * ``paper``: the paper's way. One forward pre-hook per (layer, head) on the attention output projection,
   each rotating its own head's slice ``z[..., h, :] @ R_h`` (as TransformerLens' ``hook_z`` with one hook
-  per head), matrices built per head with a Python loop (``tests/reference.rotary_loop``), prompts run
+  per head), matrices built per head with a Python loop (``tarot/reference.rotary_loop``), prompts run
   one at a time in full with full-vocabulary logits at every position, plus one unrotated forward pass
   per prompt (the paper recomputes the normal logits each call for ``logit_diff``).
 * ``folded``: ``rotation.rotated`` + ``last_logits(prefix_cache=False)``: batched, no prefix reuse.
@@ -34,7 +34,6 @@ import math
 import os
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,16 +41,14 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+import rotation
+from tarot.classification import Objective
+from tarot.data import load_task, make_split
+from tarot.models import load_model, model_device
+from tarot.reference import rotary_loop  # the paper's per-angle loop
+from tarot.scoring import _shared_length, build_prompts, last_logits, objective_values
 
-import rotation  # noqa: E402
-from reference import rotary_loop  # noqa: E402  (tests/reference.py: the paper's per-angle loop)
-from tarot.classification import Objective  # noqa: E402
-from tarot.data import load_task, make_split  # noqa: E402
-from tarot.models import load_model, model_device  # noqa: E402
-from tarot.scoring import _shared_length, build_prompts, last_logits, objective_values  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = ("paper", "folded", "tarot", "unedited")
 # Not asked for by the issue, timed to explain the ratios: the unedited model through the same prefix-cached
@@ -90,7 +87,7 @@ def paper_objective(model, prompts, angles: torch.Tensor, layers: tuple[int, int
     handles = paper_hooks(model, angles, layers, state)
     probs = []
     try:
-        for ids, answer in zip(prompts.prompt_ids, prompts.answer_ids):
+        for ids, answer in zip(prompts.prompt_ids, prompts.answer_ids, strict=True):
             tokens = torch.tensor([ids], device=device)
             state["on"] = True
             logits = model(input_ids=tokens, use_cache=False).logits  # (1, T, vocab)
@@ -115,8 +112,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", default=",".join(METHODS + EXTRAS),
-                        help="comma-separated subset of " + ",".join(METHODS + EXTRAS))
+    parser.add_argument(
+        "--methods", default=",".join(METHODS + EXTRAS), help="comma-separated subset of " + ",".join(METHODS + EXTRAS)
+    )
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     if args.repeats < 1 or args.threads < 1:
@@ -126,15 +124,19 @@ def main(argv=None) -> dict:
 
     model, tokenizer = load_model(args.model, device="cpu")
     task = load_task(args.dataset)
-    split = make_split(task, train_size=args.trainingDataSize, test_size=100, seed=args.seed,
-                       few_shot=args.fewShotCategory)
+    split = make_split(
+        task, train_size=args.trainingDataSize, test_size=100, seed=args.seed, few_shot=args.fewShotCategory
+    )
     prompts = build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)
     shape = rotation.param_shape(model, layers=layers, module="reasoning", method="rotary")
     angles = np.random.default_rng(args.seed).uniform(-math.pi / 4, math.pi / 4, size=shape)
     angles_t = torch.as_tensor(angles)
-    objective = Objective(model, prompts, SimpleNamespace(batchSize=args.batchSize, layer=layers,
-                                                          moduleType="reasoning", rotationMethod="rotary"),
-                          shape)
+    objective = Objective(
+        model,
+        prompts,
+        SimpleNamespace(batchSize=args.batchSize, layer=layers, moduleType="reasoning", rotationMethod="rotary"),
+        shape,
+    )
 
     base_prob = objective_values(objective.base_logits, prompts, None)["prob"]
 
@@ -151,9 +153,14 @@ def main(argv=None) -> dict:
         with rotation.rotated(model, angles, layers=layers, module="reasoning", method="rotary"):
             pass
 
-    runners = {"paper": lambda: paper_objective(model, prompts, angles_t, layers), "folded": folded,
-               "tarot": lambda: objective(angles)["prob"], "unedited": unedited,
-               "unedited_cached": lambda: unedited(True), "fold_restore": fold_restore}
+    runners = {
+        "paper": lambda: paper_objective(model, prompts, angles_t, layers),
+        "folded": folded,
+        "tarot": lambda: objective(angles)["prob"],
+        "unedited": unedited,
+        "unedited_cached": lambda: unedited(True),
+        "fold_restore": fold_restore,
+    }
     unknown = set(methods) - set(runners)
     if unknown:
         parser.error(f"--methods: unknown {sorted(unknown)}")
@@ -181,9 +188,14 @@ def main(argv=None) -> dict:
     pairs = (("paper", "tarot"), ("tarot", "unedited"), ("folded", "tarot"), ("tarot", "unedited_cached"))
 
     result = {
-        "model": args.model, "dataset": args.dataset, "fewShotCategory": args.fewShotCategory,
-        "layers": list(layers), "num_angles": int(np.prod(shape)), "prompts": len(prompts),
-        "threads": torch.get_num_threads(), "repeats": args.repeats,
+        "model": args.model,
+        "dataset": args.dataset,
+        "fewShotCategory": args.fewShotCategory,
+        "layers": list(layers),
+        "num_angles": int(np.prod(shape)),
+        "prompts": len(prompts),
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
         "seconds_per_candidate": seconds,
         "cpu_seconds_per_candidate": cpu_seconds,
         "all_times": times,
@@ -193,20 +205,25 @@ def main(argv=None) -> dict:
         "tarot_over_unedited_cached": ratio("tarot", "unedited_cached"),
         "min_seconds_per_candidate": best,
         "min_ratios": {f"{a}_over_{b}": ratio(a, b, best) for a, b in pairs if a in best and b in best},
-        "cpu_ratios": {f"{a}_over_{b}": ratio(a, b, cpu_seconds) for a, b in pairs
-                       if a in cpu_seconds and b in cpu_seconds},
+        "cpu_ratios": {
+            f"{a}_over_{b}": ratio(a, b, cpu_seconds) for a, b in pairs if a in cpu_seconds and b in cpu_seconds
+        },
         "objective_prob": values,
         "max_abs_diff_rotated": (max(rotated) - min(rotated)) if rotated else None,
         "agree_1e-5": (max(rotated) - min(rotated)) <= 1e-5 if rotated else None,
-        "unedited_vs_prefix_cached_base_diff":
-            abs(values["unedited"] - base_prob) if "unedited" in values else None,
+        "unedited_vs_prefix_cached_base_diff": abs(values["unedited"] - base_prob) if "unedited" in values else None,
         "load_average": list(os.getloadavg()),
-        "tokens": {"prefix_length": len(prompts.prefix_ids), "total": sum(map(len, prompts.prompt_ids)),
-                   "shared_prefix_used_max": max(shared),
-                   "suffix_total": sum(len(ids) - s for ids, s in zip(prompts.prompt_ids, shared)),
-                   "prompt_lengths": [len(ids) for ids in prompts.prompt_ids]},
-        "goals": {"paper_over_tarot>=10": (ratio("paper", "tarot") or 0) >= 10,
-                  "tarot_over_unedited<=1.3": (ratio("tarot", "unedited") or math.inf) <= 1.3},
+        "tokens": {
+            "prefix_length": len(prompts.prefix_ids),
+            "total": sum(map(len, prompts.prompt_ids)),
+            "shared_prefix_used_max": max(shared),
+            "suffix_total": sum(len(ids) - s for ids, s in zip(prompts.prompt_ids, shared, strict=True)),
+            "prompt_lengths": [len(ids) for ids in prompts.prompt_ids],
+        },
+        "goals": {
+            "paper_over_tarot>=10": (ratio("paper", "tarot") or 0) >= 10,
+            "tarot_over_unedited<=1.3": (ratio("tarot", "unedited") or math.inf) <= 1.3,
+        },
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     print(json.dumps(result, indent=2))

@@ -16,14 +16,11 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tarot.optimize import OPTIMIZER_KINDS, make_optimizer  # noqa: E402
+from tarot.optimize import OPTIMIZER_KINDS, make_optimizer
 
 LOWER, UPPER = -math.pi / 4, math.pi / 4
 # Objectives draw from their own seed streams; reusing the optimiser's ``[seed, n]`` entropy
@@ -139,7 +136,7 @@ def main() -> None:
                 for kind, values in best.items()
             },
             "value_at_zero_mean": float(np.mean(first_values)),
-            "bo_wins": int(sum(b > r for b, r in zip(best["bo"], best["random"]))),
+            "bo_wins": int(sum(b > r for b, r in zip(best["bo"], best["random"], strict=True))),
         }
         print(f"done {name}", file=sys.stderr, flush=True)
     report["bo_seconds_per_suggest"] = {"mean": float(np.mean(bo_seconds)), "max": float(np.max(bo_seconds))}

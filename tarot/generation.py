@@ -59,7 +59,7 @@ def load_prompts(dataset: str, tokenizer, seed: int, instruction: str | None = N
             examples.append(GenerationExample(row["id"], prompt, article, 40, True, row["summary"]))
             continue
         if dataset == "imdb":  # the paper's prompt: the review's first 2-8 tokens
-            ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"][:int(rng.integers(2, 9))]
+            ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"][: int(rng.integers(2, 9))]
             text = tokenizer.decode(ids)
         else:
             text = row["text"]
@@ -68,8 +68,17 @@ def load_prompts(dataset: str, tokenizer, seed: int, instruction: str | None = N
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, chat: bool, seed: int,
-             batch_size: int, sample: bool = True) -> list[str]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    new_tokens: list[int],
+    *,
+    chat: bool,
+    seed: int,
+    batch_size: int,
+    sample: bool = True,
+) -> list[str]:
     """Continue every prompt (left-padded batches), ``new_tokens[i]`` tokens at most. The RNG is reseeded
     per batch, so a result never depends on what ran before. ``chat``: the prompts already hold the chat
     template's special tokens (else the tokenizer adds its own, e.g. BOS)."""
@@ -77,20 +86,25 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # the new tokens all start at one column
     # plain sampling from the full distribution (the model's own generation_config may set top-k/p);
     # greedy decoding unsets the sampling flags, which transformers would otherwise warn about
-    sampling = dict(top_k=0, top_p=1.0, temperature=1.0) if sample else \
-        dict(top_k=None, top_p=None, temperature=None)
+    sampling = dict(top_k=0, top_p=1.0, temperature=1.0) if sample else dict(top_k=None, top_p=None, temperature=None)
     outputs = []
     starts = range(0, len(prompts), batch_size)
     try:
         for start in tqdm(starts, desc="generate", unit="batch", leave=False, disable=len(starts) < 2):
-            encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                                add_special_tokens=not chat).to(device)
-            lengths = new_tokens[start:start + batch_size]
+            encoded = tokenizer(
+                prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=not chat
+            ).to(device)
+            lengths = new_tokens[start : start + batch_size]
             torch.manual_seed(seed * 100_003 + start)
-            generated = model.generate(**encoded, do_sample=sample, **sampling, max_new_tokens=max(lengths),
-                                       pad_token_id=tokenizer.pad_token_id)
+            generated = model.generate(
+                **encoded,
+                do_sample=sample,
+                **sampling,
+                max_new_tokens=max(lengths),
+                pad_token_id=tokenizer.pad_token_id,
+            )
             for row, length in enumerate(lengths):
-                new = generated[row, encoded["input_ids"].shape[1]:][:length]
+                new = generated[row, encoded["input_ids"].shape[1] :][:length]
                 outputs.append(tokenizer.decode(new, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = side
@@ -98,13 +112,20 @@ def generate(model, tokenizer, prompts: list[str], new_tokens: list[int], *, cha
 
 
 def continue_examples(model, tokenizer, examples: list[GenerationExample], *, seed: int, batch_size: int):
-    return generate(model, tokenizer, [e.prompt for e in examples], [e.new_tokens for e in examples],
-                    chat=examples[0].chat, seed=seed, batch_size=batch_size)
+    return generate(
+        model,
+        tokenizer,
+        [e.prompt for e in examples],
+        [e.new_tokens for e in examples],
+        chat=examples[0].chat,
+        seed=seed,
+        batch_size=batch_size,
+    )
 
 
 def rewards(scorer, dataset: str, examples: list[GenerationExample], continuations: list[str]) -> list[float]:
     if dataset == "imdb":  # sentiment of the whole review-so-far, as in the paper
-        return scorer([e.shown + c for e, c in zip(examples, continuations)])
+        return scorer([e.shown + c for e, c in zip(examples, continuations, strict=True)])
     if dataset == "xsum":
         return scorer([c.strip().split("\n")[0] for c in continuations], [e.reference for e in examples])
     return scorer(continuations)
@@ -115,14 +136,14 @@ def perplexity(model, tokenizer, examples: list[GenerationExample], continuation
     """Perplexity of the continuations given their prompts under ``model``: exp(mean token NLL)."""
     device = model_device(model)
     total_nll, total_tokens = 0.0, 0
-    for example, text in zip(examples, continuations):
+    for example, text in zip(examples, continuations, strict=True):
         prompt_ids = tokenizer(example.prompt, add_special_tokens=not example.chat)["input_ids"]
         new_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if not new_ids:
             continue
         ids = torch.tensor([prompt_ids + new_ids], device=device)
-        logits = model(ids).logits[0, len(prompt_ids) - 1:-1].float()
-        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt_ids):], reduction="sum")
+        logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt_ids) :], reduction="sum")
         total_nll += float(nll)
         total_tokens += len(new_ids)
     return float(np.exp(total_nll / total_tokens)) if total_tokens else float("nan")
@@ -130,19 +151,27 @@ def perplexity(model, tokenizer, examples: list[GenerationExample], continuation
 
 def distinct_2(continuations: list[str]) -> float:
     """Distinct word bigrams over all bigrams of all continuations (diversity)."""
-    bigrams = [tuple(words[i:i + 2]) for text in continuations
-               for words in [text.lower().split()] for i in range(len(words) - 1)]
+    bigrams = [
+        tuple(words[i : i + 2])
+        for text in continuations
+        for words in [text.lower().split()]
+        for i in range(len(words) - 1)
+    ]
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
 # ----------------------------------------------------------------------------------------------
 
+
 def parser(description: str):
     p = cli.build_parser(description, metrics=("reward",), default_metric="reward", default_test_size=100)
     p.set_defaults(fewShotCategory="zero")
-    p.add_argument("--scorer", default=None,
-                   help="reward model; default: sentiment (imdb), toxicity (toxicity), rouge (xsum); "
-                        "hf:<model id>[:<label>] for a Hugging Face classifier (online)")
+    p.add_argument(
+        "--scorer",
+        default=None,
+        help="reward model; default: sentiment (imdb), toxicity (toxicity), rouge (xsum); "
+        "hf:<model id>[:<label>] for a Hugging Face classifier (online)",
+    )
     return p
 
 
@@ -170,15 +199,20 @@ def _setup(args):
     run.check_identity(_identity(args))
     scorer = make_scorer(args.scorer)
     if scorer.needs_references != (args.dataset == "xsum"):  # only xsum has references to compare with
-        raise UsageError(f"--scorer: {args.scorer!r} does not fit {args.dataset}: "
-                         + ("xsum needs a scorer that compares with the reference (rouge)" if args.dataset == "xsum"
-                            else "it needs reference texts, which only xsum has; use a classifier such as "
-                                 "sentiment or toxicity"))
+        raise UsageError(
+            f"--scorer: {args.scorer!r} does not fit {args.dataset}: "
+            + (
+                "xsum needs a scorer that compares with the reference (rouge)"
+                if args.dataset == "xsum"
+                else "it needs reference texts, which only xsum has; use a classifier such as sentiment or toxicity"
+            )
+        )
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     examples = load_prompts(args.dataset, tokenizer, args.seed, args.instruction)
     if args.trainingDataSize >= len(examples):
-        raise UsageError(f"--trainingDataSize: {args.dataset} has {len(examples)} prompts; allowed "
-                         f"1..{len(examples) - 1}")
+        raise UsageError(
+            f"--trainingDataSize: {args.dataset} has {len(examples)} prompts; allowed 1..{len(examples) - 1}"
+        )
     return run, scorer, model, tokenizer, examples
 
 
@@ -190,7 +224,7 @@ def train(argv=None) -> RunDir:
     args = cli.parse(parser("TaRot: search rotation angles that raise a reward of generated text."), argv)
     run, scorer, model, tokenizer, examples = _setup(args)
     shape = cli.angle_shape(model, args)
-    train_set = examples[:args.trainingDataSize]
+    train_set = examples[: args.trainingDataSize]
     edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
 
     def objective(angles: np.ndarray) -> dict:
@@ -198,52 +232,76 @@ def train(argv=None) -> RunDir:
             texts = continue_examples(model, tokenizer, train_set, seed=args.seed, batch_size=args.batchSize)
         return {"reward": float(np.mean(rewards(scorer, args.dataset, train_set, texts)))}
 
-    start_search(run, args, _identity(args), shape, _split_record(train_set), objective,
-                 what=f"{args.dataset} ({args.scorer}), {len(train_set)} prompts")
+    start_search(
+        run,
+        args,
+        _identity(args),
+        shape,
+        _split_record(train_set),
+        objective,
+        what=f"{args.dataset} ({args.scorer}), {len(train_set)} prompts",
+    )
     return run
 
 
 def evaluate(argv=None) -> dict:
-    args = cli.parse(parser("TaRot: compare the edited and unedited model's generations on held-out prompts."),
-                     argv)
+    args = cli.parse(parser("TaRot: compare the edited and unedited model's generations on held-out prompts."), argv)
     run, scorer, model, tokenizer, examples = _setup(args)
-    train_set = examples[:args.trainingDataSize]
+    train_set = examples[: args.trainingDataSize]
     run.require_trained(_split_record(train_set), "train_summarization.py")
     shape = cli.angle_shape(model, args)
     angles, best = best_angles(run, shape)
     seen = {e.prompt for e in train_set}  # short imdb prompts ("This movie") can repeat
-    test = [e for e in examples[args.trainingDataSize:] if e.prompt not in seen][:args.testingDataSize]
+    test = [e for e in examples[args.trainingDataSize :] if e.prompt not in seen][: args.testingDataSize]
     if not test:
-        raise UsageError(f"--trainingDataSize: no held-out prompt of {args.dataset} is left after the "
-                         f"{len(train_set)} training prompts")
+        raise UsageError(
+            f"--trainingDataSize: no held-out prompt of {args.dataset} is left after the "
+            f"{len(train_set)} training prompts"
+        )
     if len(test) < args.testingDataSize:
         print(f"note: only {len(test)} held-out prompts remain (asked for {args.testingDataSize})", file=sys.stderr)
     base_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
     with rotation.rotated(model, angles, layers=args.layer, module=args.moduleType, method=args.rotationMethod):
         tarot_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
-    results = {"n_test": len(test), "scorer": args.scorer, "best_iteration": best["iteration"],
-               "best_train_value": best["value"], "test_ids": [e.id for e in test],
-               "evaluations": len(run.load_evaluations()[0]),
-               "planned_evaluations": args.initialPoints + args.iterations}
+    results = {
+        "n_test": len(test),
+        "scorer": args.scorer,
+        "best_iteration": best["iteration"],
+        "best_train_value": best["value"],
+        "test_ids": [e.id for e in test],
+        "evaluations": len(run.load_evaluations()[0]),
+        "planned_evaluations": args.initialPoints + args.iterations,
+    }
     per_model = {}
     for who, texts in (("base", base_texts), ("tarot", tarot_texts)):
         values = rewards(scorer, args.dataset, test, texts)
         per_model[who] = values
         stats = summary(values)
-        results[who] = {"reward": stats["mean"], "reward_ci95": stats["ci95"],
-                        "perplexity": perplexity(model, tokenizer, test, texts),  # under the unedited model
-                        "distinct_2": distinct_2(texts)}
-    write_jsonl(run.path / "samples.jsonl", [
-        {"id": e.id, "prompt": e.shown, "base": b, "tarot": t, "base_reward": rb, "tarot_reward": rt}
-        for e, b, t, rb, rt in zip(test, base_texts, tarot_texts, per_model["base"], per_model["tarot"])])
+        results[who] = {
+            "reward": stats["mean"],
+            "reward_ci95": stats["ci95"],
+            "perplexity": perplexity(model, tokenizer, test, texts),  # under the unedited model
+            "distinct_2": distinct_2(texts),
+        }
+    write_jsonl(
+        run.path / "samples.jsonl",
+        [
+            {"id": e.id, "prompt": e.shown, "base": b, "tarot": t, "base_reward": rb, "tarot_reward": rt}
+            for e, b, t, rb, rt in zip(
+                test, base_texts, tarot_texts, per_model["base"], per_model["tarot"], strict=True
+            )
+        ],
+    )
     write_json(run.results, results)  # last: results.json means the evaluation is complete
     print(f"n_test = {len(test)}, scorer {args.scorer}")
     print(f"{'model':<7} {'reward':>8} {'95% CI':>16} {'perplexity':>11} {'distinct_2':>11}")
     for who in ("base", "tarot"):
         r = results[who]
-        print(f"{who:<7} {r['reward']:>8.3f} {'[{:.3f}, {:.3f}]'.format(*r['reward_ci95']):>16} "
-              f"{r['perplexity']:>11.2f} {r['distinct_2']:>11.3f}")
-    for e, b, t in list(zip(test, base_texts, tarot_texts))[:3]:
+        print(
+            f"{who:<7} {r['reward']:>8.3f} {'[{:.3f}, {:.3f}]'.format(*r['reward_ci95']):>16} "
+            f"{r['perplexity']:>11.2f} {r['distinct_2']:>11.3f}"
+        )
+    for e, b, t in list(zip(test, base_texts, tarot_texts, strict=True))[:3]:
         print(f"\nprompt: {e.shown[:200]!r}\n  base : {b!r}\n  tarot: {t!r}")
     print(f"written {run.results}")
     return results

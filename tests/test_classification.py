@@ -14,17 +14,32 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, make_tiny_model
 
 import rotation
-from conftest import ROOT, make_tiny_model
 from tarot.classification import evaluate, train
 from tarot.cli import run_main
 from tarot.data import load_task, make_split
 from tarot.errors import UsageError
 from tarot.scoring import PromptSet, _cached_logits, build_prompts, greedy_continuations, last_logits
 
-TINY = ["--model", "smollm2", "--layer", "0", "2", "--trainingDataSize", "4", "--initialPoints", "2",
-        "--iterations", "2", "--testingDataSize", "12", "--batchSize", "8"]
+TINY = [
+    "--model",
+    "smollm2",
+    "--layer",
+    "0",
+    "2",
+    "--trainingDataSize",
+    "4",
+    "--initialPoints",
+    "2",
+    "--iterations",
+    "2",
+    "--testingDataSize",
+    "12",
+    "--batchSize",
+    "8",
+]
 
 
 def _history(run):
@@ -33,18 +48,26 @@ def _history(run):
 
 # ---- prompts and the prefix cache -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["llama", "qwen2", "gemma2", "gemma3_text", "gpt2", "gpt_neox", "opt", "phi3"])
 def test_prefix_cache_equals_plain_forward(name):
     model = make_tiny_model(name)
     rng = np.random.default_rng(0)
     prefix = rng.integers(3, 97, size=15).tolist()
     # prompts share 0, 5, 9 or 15 prefix tokens, then have their own questions of different lengths
-    prompts = [prefix[:k] + rng.integers(3, 97, size=int(rng.integers(2, 8))).tolist()
-               for k in (0, 5, 5, 9, 15, 15, 15)]
-    prompt_set = PromptSet([""] * len(prompts), prompts, prefix, [1] * len(prompts), [[]] * len(prompts),
-                           [""] * len(prompts))
-    params = torch.rand(rotation.param_shape(model, layers=(0, 2), module="reasoning", method="givens"),
-                        generator=torch.Generator().manual_seed(0)) - 0.5
+    prompts = [
+        prefix[:k] + rng.integers(3, 97, size=int(rng.integers(2, 8))).tolist() for k in (0, 5, 5, 9, 15, 15, 15)
+    ]
+    prompt_set = PromptSet(
+        [""] * len(prompts), prompts, prefix, [1] * len(prompts), [[]] * len(prompts), [""] * len(prompts)
+    )
+    params = (
+        torch.rand(
+            rotation.param_shape(model, layers=(0, 2), module="reasoning", method="givens"),
+            generator=torch.Generator().manual_seed(0),
+        )
+        - 0.5
+    )
     with rotation.rotated(model, params, layers=(0, 2), module="reasoning", method="givens"):
         fast = last_logits(model, prompt_set, batch_size=4)  # packed, or the cache where packing fails
         cached = _cached_logits(model, prompts, prefix)
@@ -63,12 +86,14 @@ def test_greedy_continuations_equal_generate(name):
     rng = np.random.default_rng(1)
     prefix = rng.integers(3, 97, size=12).tolist()
     prompts = [prefix[:k] + rng.integers(3, 97, size=int(rng.integers(2, 7))).tolist() for k in (0, 4, 12, 12, 12)]
-    prompt_set = PromptSet([""] * len(prompts), prompts, prefix, [1] * len(prompts), [[]] * len(prompts),
-                           [""] * len(prompts))
+    prompt_set = PromptSet(
+        [""] * len(prompts), prompts, prefix, [1] * len(prompts), [[]] * len(prompts), [""] * len(prompts)
+    )
 
     def generate(ids):  # one prompt at a time, the whole prompt, transformers' own greedy search
-        return model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=9,
-                              pad_token_id=0)[0, len(ids):].tolist()
+        return model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=9, pad_token_id=0)[
+            0, len(ids) :
+        ].tolist()
 
     model.generation_config.eos_token_id = None
     unstopped = [generate(ids) for ids in prompts]
@@ -99,6 +124,7 @@ def test_splits_are_disjoint_and_deterministic():
 
 
 # ---- the scripts on the embedded model -------------------------------------------------------
+
 
 def test_train_is_deterministic_and_resumes_exactly(tmp_path):
     flags = [*TINY, "--dataset", "entailed_polarity"]
@@ -132,10 +158,25 @@ def test_custom_jsonl_end_to_end(tmp_path, capsys):
     data = tmp_path / "parity.jsonl"
     with data.open("w") as handle:
         for i in range(40):
-            handle.write(json.dumps({"input": f"Is {i} even or odd?", "target": "even" if i % 2 == 0 else "odd",
-                                     "choices": ["even", "odd"]}) + "\n")
-    flags = [*TINY, "--dataset", str(data), "--instruction", "Answer even or odd.",
-             "--outputDir", str(tmp_path / "runs")]
+            handle.write(
+                json.dumps(
+                    {
+                        "input": f"Is {i} even or odd?",
+                        "target": "even" if i % 2 == 0 else "odd",
+                        "choices": ["even", "odd"],
+                    }
+                )
+                + "\n"
+            )
+    flags = [
+        *TINY,
+        "--dataset",
+        str(data),
+        "--instruction",
+        "Answer even or odd.",
+        "--outputDir",
+        str(tmp_path / "runs"),
+    ]
     run = train(flags)
     results = evaluate(flags)
     assert results["n_test"] == 12 == len(results["test_ids"])
@@ -157,6 +198,7 @@ def test_custom_jsonl_end_to_end(tmp_path, capsys):
 
 
 # ---- bad input: one line, exit code 2, nothing overwritten -----------------------------------
+
 
 def _fails(capsys, main, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -194,7 +236,7 @@ def test_bad_task_files(tmp_path):
         '{"input": "q", "target": "a", "choices": "ab"}': "'choices' must be a list of non-empty strings",
         '{"input": "q", "target": ""}': "(a non-empty answer)",
         '{"input": "q"}': "needs string fields 'input' and 'target'",
-        '[1, 2]': "is not a JSON object",
+        "[1, 2]": "is not a JSON object",
     }
     for line, message in cases.items():
         path = tmp_path / "task.jsonl"
@@ -202,7 +244,7 @@ def test_bad_task_files(tmp_path):
         with pytest.raises(UsageError, match=re.escape(message)):
             load_task(str(path))
     path.write_bytes(b'{"input": "caf\xe9", "target": "a"}\n')  # Latin-1, not UTF-8
-    with pytest.raises(UsageError, match="--dataset: cannot read .* as UTF-8"):
+    with pytest.raises(UsageError, match=r"--dataset: cannot read .* as UTF-8"):
         load_task(str(path))
     # every input repeated: once the demonstrations and training inputs are removed, no test example is left
     path.write_text("".join(json.dumps({"input": "same", "target": "ab"[i % 2]}) + "\n" for i in range(12)))
@@ -212,11 +254,19 @@ def test_bad_task_files(tmp_path):
 
 def test_choices_with_the_same_first_token_are_an_error(tmp_path, smollm2):
     path = tmp_path / "fruit.jsonl"
-    path.write_text(json.dumps({"input": "Which dessert?", "target": "apple pie",
-                                "choices": ["apple pie", "apple tart", "cherry pie"]}) + "\n")
+    path.write_text(
+        json.dumps(
+            {"input": "Which dessert?", "target": "apple pie", "choices": ["apple pie", "apple tart", "cherry pie"]}
+        )
+        + "\n"
+    )
     task = load_task(str(path))
-    with pytest.raises(UsageError, match=re.escape("--evalDataset: choices ['apple pie', 'apple tart'] of fruit "
-                                                   "example 0 start with the same token")):
+    with pytest.raises(
+        UsageError,
+        match=re.escape(
+            "--evalDataset: choices ['apple pie', 'apple tart'] of fruit example 0 start with the same token"
+        ),
+    ):
         build_prompts(smollm2[1], task, [], task.examples, [0], flag="--evalDataset")
 
 
@@ -224,8 +274,7 @@ def test_one_answer_baseline(tmp_path):
     import report
 
     path = tmp_path / "task.jsonl"
-    path.write_text("".join(json.dumps({"id": i, "input": f"q{i}", "target": t}) + "\n"
-                            for i, t in enumerate("aaabb")))
+    path.write_text("".join(json.dumps({"id": i, "input": f"q{i}", "target": t}) + "\n" for i, t in enumerate("aaabb")))
     one = report.one_answer(str(path), [0, 1, 2, 3])  # the test set: three a, one b
     assert one["answer"] == "a" and one["accuracy"] == 0.75
     assert one["f1"] == pytest.approx((6 / 7 + 0) / 2)  # F1 of a: 2*3 / (2*3 + 1 false positive); of b: 0
@@ -233,12 +282,27 @@ def test_one_answer_baseline(tmp_path):
 
 
 def test_script_exit_code_and_single_line(tmp_path):
-    result = subprocess.run([sys.executable, "trainRotation_NN_kernel.py", "--dataset", "entailed_polarity",
-                             "--angle_0", "neg 1/4", "--angle_1", "neg 1/2", "--outputDir", str(tmp_path)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "trainRotation_NN_kernel.py",
+            "--dataset",
+            "entailed_polarity",
+            "--angle_0",
+            "neg 1/4",
+            "--angle_1",
+            "neg 1/2",
+            "--outputDir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "trainRotation_NN_kernel.py: error: --angle_0 must be below --angle_1, got 'neg 1/4' >= 'neg 1/2'"]
+        "trainRotation_NN_kernel.py: error: --angle_0 must be below --angle_1, got 'neg 1/4' >= 'neg 1/2'"
+    ]
     assert not list(tmp_path.iterdir())
 
 
@@ -248,8 +312,15 @@ def test_exact_match_ignores_case_and_restricted_uses_choices():
 
     _, tokenizer = load_model("smollm2", device="cpu")
     ids = {w: tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in ("no", "No", "yes", "The")}
-    prompts = PromptSet(["", "", ""], [[1], [1], [1]], [1], [ids["no"], ids["yes"], ids["no"]],
-                        [[ids["no"], ids["yes"]]] * 3, ["no", "yes", "no"], [("no", "yes")] * 3)
+    prompts = PromptSet(
+        ["", "", ""],
+        [[1], [1], [1]],
+        [1],
+        [ids["no"], ids["yes"], ids["no"]],
+        [[ids["no"], ids["yes"]]] * 3,
+        ["no", "yes", "no"],
+        [("no", "yes")] * 3,
+    )
     logits = torch.zeros(3, len(tokenizer))
     logits[0, ids["No"]], logits[0, ids["no"]] = 5.0, 1.0  # "No" answers "no"
     logits[1, ids["The"]], logits[1, ids["yes"]] = 5.0, 1.0  # "The" is wrong, but yes beats no
@@ -306,8 +377,12 @@ def test_eval_dataset_scores_the_other_tasks_own_test_set(tmp_path, capsys):
         assert cross[setting]["base"] == navigate_own[setting]["base"]
     capsys.readouterr()
     _fails(capsys, evaluate, [*ep, "--evalDataset", "nope"], "--evalDataset: unknown 'nope'")
-    _fails(capsys, evaluate, [*ep, "--evalDataset", "entailed_polarity"], "--evalDataset: 'entailed_polarity' is "
-                                                                          "the task the angles were searched on")
+    _fails(
+        capsys,
+        evaluate,
+        [*ep, "--evalDataset", "entailed_polarity"],
+        "--evalDataset: 'entailed_polarity' is the task the angles were searched on",
+    )
 
 
 def test_report_rebuilds_summary_byte_for_byte(tmp_path, monkeypatch):

@@ -9,8 +9,21 @@ import pytest
 from tarot import generation, topic
 from tarot.cli import run_main
 
-TINY = ["--layer", "0", "1", "--trainingDataSize", "2", "--initialPoints", "1", "--iterations", "1",
-        "--testingDataSize", "3", "--batchSize", "8"]
+TINY = [
+    "--layer",
+    "0",
+    "1",
+    "--trainingDataSize",
+    "2",
+    "--initialPoints",
+    "1",
+    "--iterations",
+    "1",
+    "--testingDataSize",
+    "3",
+    "--batchSize",
+    "8",
+]
 
 
 @pytest.mark.parametrize("dataset", ["imdb", "toxicity", "xsum"])
@@ -42,10 +55,12 @@ def test_generation_is_seeded(smollm2):
 def test_perplexity_tells_fluent_from_random(smollm2):
     model, tokenizer = smollm2
     example = generation.load_prompts("imdb", tokenizer, seed=0)[0]
-    fluent = generation.generate(model, tokenizer, [example.prompt], [15], chat=False, seed=0, batch_size=1,
-                                 sample=False)
-    assert generation.perplexity(model, tokenizer, [example], fluent) < \
-        generation.perplexity(model, tokenizer, [example], ["zebra quantum umbrella fax ninety ketchup"])
+    fluent = generation.generate(
+        model, tokenizer, [example.prompt], [15], chat=False, seed=0, batch_size=1, sample=False
+    )
+    assert generation.perplexity(model, tokenizer, [example], fluent) < generation.perplexity(
+        model, tokenizer, [example], ["zebra quantum umbrella fax ninety ketchup"]
+    )
 
 
 def test_distinct_2():
@@ -83,7 +98,7 @@ def test_generation_bad_input(tmp_path, capsys):
         ([*TINY, "--dataset", "xsum", "--scorer", "toxicity"], "--scorer: 'toxicity' does not fit xsum"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
-            run_main(lambda: generation.train([*argv, "--outputDir", str(tmp_path)]))
+            run_main(lambda argv=argv: generation.train([*argv, "--outputDir", str(tmp_path)]))
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -9,13 +9,14 @@ import torch
 import transformers
 
 import rotation
-from reference import MATRIX, hooked
 from tarot.models import save_model
+from tarot.reference import MATRIX, hooked
 
 LAYERS = (1, 3)
 
 
 # ---- matrices --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", ["rotary", "givens"])
 @pytest.mark.parametrize("d", [2, 8, 24, 64, 96, 128])
@@ -50,6 +51,7 @@ def test_scale_zero_is_identity_and_diagonal():
 
 
 # ---- folded weights == hooks -----------------------------------------------------------------
+
 
 def _random_params(model, module, method, seed=0):
     shape = rotation.param_shape(model, layers=LAYERS, module=module, method=method)
@@ -91,9 +93,11 @@ def test_rotated_restores_weights_bit_for_bit(tiny_model, module):
         changed = any(not torch.equal(v, before[k]) for k, v in tiny_model.state_dict().items())
     assert changed
     _assert_bitwise_equal(tiny_model, before)
-    with pytest.raises(RuntimeError, match="boom"):
-        with rotation.rotated(tiny_model, params, layers=LAYERS, module=module, method="givens"):
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        rotation.rotated(tiny_model, params, layers=LAYERS, module=module, method="givens"),
+    ):
+        raise RuntimeError("boom")
     _assert_bitwise_equal(tiny_model, before)
 
 
@@ -120,6 +124,7 @@ def test_fold_is_permanent_and_matches_rotated(tokens):
 
 # ---- export ----------------------------------------------------------------------------------
 
+
 class _NoTokenizer:
     """save_model saves a tokenizer too; tiny models have none, so this stands in for that call only."""
 
@@ -133,10 +138,9 @@ def test_exported_checkpoint_reproduces_rotated_logits(name, tokens, tmp_path):
 
     model = make_tiny_model(name)
     params = _random_params(model, "mlp", "givens")
-    with torch.no_grad():
-        with rotation.rotated(model, params, layers=LAYERS, module="mlp", method="givens"):
-            expected = model(tokens).logits
-            save_model(model, _NoTokenizer(), tmp_path / "edited", {"method": "givens"})
+    with torch.no_grad(), rotation.rotated(model, params, layers=LAYERS, module="mlp", method="givens"):
+        expected = model(tokens).logits
+        save_model(model, _NoTokenizer(), tmp_path / "edited", {"method": "givens"})
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "edited").eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(tokens).logits, expected, atol=1e-5, rtol=0)
@@ -145,6 +149,7 @@ def test_exported_checkpoint_reproduces_rotated_logits(name, tokens, tmp_path):
 
 
 # ---- bad input -------------------------------------------------------------------------------
+
 
 def test_bad_input_errors():
     from conftest import make_tiny_model
@@ -156,14 +161,20 @@ def test_bad_input_errors():
     cases = [
         (lambda: rotation.num_angles("rotary", 7), "even block size"),
         (lambda: rotation.rotated(model, torch.zeros(n + 1), **good).__enter__(), f"expected {n} parameters"),
-        (lambda: rotation.num_params(model, layers=(0, 4), module="reasoning", method="rotary"),
-         "outside the model's 3 layers"),
+        (
+            lambda: rotation.num_params(model, layers=(0, 4), module="reasoning", method="rotary"),
+            "outside the model's 3 layers",
+        ),
         (lambda: rotation.num_params(model, layers=(2, 1), module="reasoning", method="rotary"), "empty"),
         (lambda: rotation.num_params(model, layers=(-1, 1), module="reasoning", method="rotary"), "outside"),
-        (lambda: rotation.num_params(model, layers=(0, 1), module="attention", method="rotary"),
-         "unknown module 'attention'"),
-        (lambda: rotation.num_params(model, layers=(0, 1), module="mlp", method="spin"),
-         "unknown rotation method 'spin'"),
+        (
+            lambda: rotation.num_params(model, layers=(0, 1), module="attention", method="rotary"),
+            "unknown module 'attention'",
+        ),
+        (
+            lambda: rotation.num_params(model, layers=(0, 1), module="mlp", method="spin"),
+            "unknown rotation method 'spin'",
+        ),
         (lambda: rotation.rotated(model, torch.full((n,), math.nan), **good).__enter__(), "NaN"),
         (lambda: rotation.parse_angle("quarter"), "cannot read angle 'quarter'"),
         (lambda: rotation.parse_angle("1/0"), "division by zero"),
@@ -178,7 +189,8 @@ def test_bad_input_errors():
 
 def test_unsupported_architecture_is_named():
     model = transformers.AutoModelForCausalLM.from_config(
-        transformers.MambaConfig(vocab_size=97, num_hidden_layers=2, hidden_size=32))
+        transformers.MambaConfig(vocab_size=97, num_hidden_layers=2, hidden_size=32)
+    )
     with pytest.raises(ValueError, match="unsupported architecture 'mamba'"):
         rotation.num_params(model, layers=(0, 1), module="reasoning", method="rotary")
 

@@ -26,27 +26,35 @@ def test_sentiment_prefers_the_positive_review():
     assert scorer.name == "sentiment:spacy" and not scorer.needs_references
     positive, negative = scorer([POSITIVE, NEGATIVE])
     assert positive > 0.5 > negative
-    assert 0.0 <= negative and positive <= 1.0
+    assert negative >= 0.0 and positive <= 1.0
     assert scorer([]) == []
 
 
 def test_toxicity_reward_is_high_for_polite_text():
     scorer = make_scorer("toxicity")
-    toxic, polite = scorer(["You are a fucking idiot, shut the fuck up.",
-                            "Thank you so much for your kind help, have a lovely day."])
+    toxic, polite = scorer(
+        ["You are a fucking idiot, shut the fuck up.", "Thank you so much for your kind help, have a lovely day."]
+    )
     assert toxic < 0.5 < polite
 
 
 def test_rouge_l_matches_hand_computed_values():
     rouge = make_scorer("rouge")
     assert rouge.needs_references
-    texts = ["the cat sat on the mat",  # identical
-             "the cat sat on the mat",  # LCS "the cat on the mat" = 5 of 6 and 6 tokens: P = R = F = 5/6
-             "the cat sat",             # LCS 3: P = 3/3, R = 3/6, F = 2PR/(P+R) = 2/3
-             "cats running",            # stemmed: cat run vs the cat run: P = 2/2, R = 2/3, F = 4/5
-             ""]                        # nothing generated
-    references = ["the cat sat on the mat", "the cat was on the mat", "the cat sat on the mat",
-                  "the cat runs", "the cat"]
+    texts = [
+        "the cat sat on the mat",  # identical
+        "the cat sat on the mat",  # LCS "the cat on the mat" = 5 of 6 and 6 tokens: P = R = F = 5/6
+        "the cat sat",  # LCS 3: P = 3/3, R = 3/6, F = 2PR/(P+R) = 2/3
+        "cats running",  # stemmed: cat run vs the cat run: P = 2/2, R = 2/3, F = 4/5
+        "",
+    ]  # nothing generated
+    references = [
+        "the cat sat on the mat",
+        "the cat was on the mat",
+        "the cat sat on the mat",
+        "the cat runs",
+        "the cat",
+    ]
     expected = [1.0, 5 / 6, 2 / 3, 4 / 5, 0.0]
     assert rouge(texts, references) == pytest.approx(expected, abs=1e-12)
 
@@ -82,13 +90,16 @@ def test_hf_scorer_offline_is_a_one_line_usage_error(monkeypatch):
         make_scorer("hf:")
 
 
-@pytest.mark.parametrize("labels, expected", [
-    (["NEGATIVE", "POSITIVE"], "POSITIVE"),          # lvwerra/distilbert-imdb
-    (["nothate", "hate"], "nothate"),                # facebook/roberta-hate-speech-dynabench-r4-target
-    (["toxic", "non-toxic"], "non-toxic"),
-    (["neutral", "toxic"], "neutral"),               # two labels, one of them the penalty
-    (["negative", "neutral", "positive"], "positive"),
-])
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        (["NEGATIVE", "POSITIVE"], "POSITIVE"),  # lvwerra/distilbert-imdb
+        (["nothate", "hate"], "nothate"),  # facebook/roberta-hate-speech-dynabench-r4-target
+        (["toxic", "non-toxic"], "non-toxic"),
+        (["neutral", "toxic"], "neutral"),  # two labels, one of them the penalty
+        (["negative", "neutral", "positive"], "positive"),
+    ],
+)
 def test_reward_label_inference(labels, expected):
     assert reward_label(labels) == expected
 
@@ -107,10 +118,16 @@ def tiny_classifier(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-sentiment")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film"]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=16, max_position_embeddings=16,
-                                     id2label={0: "NEGATIVE", 1: "POSITIVE"},
-                                     label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+    )
     model = transformers.BertForSequenceClassification(config)
     with torch.no_grad():
         model.classifier.weight.zero_()

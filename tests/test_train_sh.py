@@ -26,8 +26,13 @@ def _run(tmp_path, *args, jobs="1"):
     fake = tmp_path / "fake_python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
-    result = subprocess.run(["bash", "train.sh", *args], cwd=tmp_path, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "PY": str(fake), "JOBS": jobs})
+    result = subprocess.run(
+        ["bash", "train.sh", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PY": str(fake), "JOBS": jobs},
+    )
     calls = (tmp_path / "calls.log").read_text().splitlines() if (tmp_path / "calls.log").exists() else []
     return result, calls
 
@@ -45,7 +50,8 @@ def test_two_jobs_run_every_line_report_failures_and_wait_at_the_barrier(tmp_pat
     result, calls = _run(tmp_path, jobs="2")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        line for line in result.stderr.strip().splitlines() if line.startswith("failed: ")]
+        line for line in result.stderr.strip().splitlines() if line.startswith("failed: ")
+    ]
     assert "--dataset winowhy --optimizer random" in result.stderr and result.stderr.count("failed: ") == 1
     # lines overlapped: some call started before the previous one ended
     running, most = 0, 0

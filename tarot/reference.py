@@ -42,8 +42,8 @@ def givens_loop(angles: torch.Tensor) -> torch.Tensor:
     product = torch.eye(d, dtype=torch.float64)
     flag = 0
     r = 0
-    while 2 ** r < d:
-        step = 2 ** r
+    while 2**r < d:
+        step = 2**r
         k = 0
         while 2 * step * k + step < d:
             i, j = 2 * step * k, 2 * step * k + step
