@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import scipy.linalg
@@ -171,28 +172,54 @@ class InitialDesign:
         return x, y
 
 
-class RandomSearch:
-    """Uniform random search after the shared initial design: the control."""
+class DesignedSearch(ABC):
+    """What every kind shares: history checks, the initial design, and the head of ``state``.
+
+    Subclasses set ``kind`` and implement ``search`` (the suggestion once the initial design is
+    evaluated) and optionally ``search_state`` (extra state entries from then on).
+    """
+
+    kind: ClassVar[str]
 
     def __init__(self, design: InitialDesign) -> None:
         self.design = design
 
     def suggest(self, history_x: np.ndarray, history_y: np.ndarray) -> np.ndarray:
-        _, y = self.design.checked_history(history_x, history_y)
+        x, y = self.design.checked_history(history_x, history_y)
         if y.size < self.design.initial_points:
             return self.design.initial_point(y.size)
-        return self.design.uniform_point(y.size)
+        return self.search(x, y)
 
     def state(self, history_x: np.ndarray, history_y: np.ndarray) -> dict[str, Any]:
-        _, y = self.design.checked_history(history_x, history_y)
-        return {
-            "kind": "random",
+        x, y = self.design.checked_history(history_x, history_y)
+        summary: dict[str, Any] = {
+            "kind": self.kind,
             "n_evaluated": int(y.size),
             "incumbent_index": int(np.argmax(y)) if y.size else None,
         }
+        if y.size >= self.design.initial_points:
+            summary.update(self.search_state(x, y))
+        return summary
+
+    @abstractmethod
+    def search(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Next point once the initial design is evaluated (checked history, at least ``initial_points``)."""
+
+    def search_state(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        """State entries beyond kind, n_evaluated and incumbent_index, once the initial design is evaluated."""
+        return {}
 
 
-class TrustRegionBO:
+class RandomSearch(DesignedSearch):
+    """Uniform random search after the shared initial design: the control."""
+
+    kind = "random"
+
+    def search(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.design.uniform_point(y.size)
+
+
+class TrustRegionBO(DesignedSearch):
     """Trust-region Bayesian optimisation (TuRBO-1 style) that scales to thousands of dimensions.
 
     Each suggestion, after the initial design:
@@ -217,15 +244,14 @@ class TrustRegionBO:
        keeps one suggestion well under a second at D = 4,320.
     """
 
+    kind = "bo"
+
     def __init__(self, design: InitialDesign, settings: TrustRegionSettings = TrustRegionSettings()) -> None:
-        self.design = design
+        super().__init__(design)
         self.settings = settings
         self.expected_improvement = ExpectedImprovement(xi=0.0)
 
-    def suggest(self, history_x: np.ndarray, history_y: np.ndarray) -> np.ndarray:
-        x, y = self.design.checked_history(history_x, history_y)
-        if y.size < self.design.initial_points:
-            return self.design.initial_point(y.size)
+    def search(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         region = self.trust_region(y)
         unit_x = self.to_unit(x)
         standard_y = standardise(y)
@@ -247,28 +273,19 @@ class TrustRegionBO:
                 return candidate
         raise RuntimeError("every trust-region candidate had already been evaluated")
 
-    def state(self, history_x: np.ndarray, history_y: np.ndarray) -> dict[str, Any]:
-        x, y = self.design.checked_history(history_x, history_y)
-        summary: dict[str, Any] = {
-            "kind": "bo",
-            "n_evaluated": int(y.size),
-            "incumbent_index": int(np.argmax(y)) if y.size else None,
-        }
-        if y.size < self.design.initial_points:
-            return summary
+    def search_state(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         region = self.trust_region(y)
         gp = self.fit_gp(self.to_unit(x), standardise(y))
-        summary.update(
-            trust_region_length=region.length,
-            consecutive_successes=region.successes,
-            consecutive_failures=region.failures,
-            trust_region_restarts=region.restarts,
-            gp_length_scale=gp.length_scale,
-            gp_noise_ratio=gp.noise_ratio,
-            gp_signal_variance=gp.signal_variance,
-            gp_log_marginal_likelihood=gp.log_marginal_likelihood,
-        )
-        return summary
+        return {
+            "trust_region_length": region.length,
+            "consecutive_successes": region.successes,
+            "consecutive_failures": region.failures,
+            "trust_region_restarts": region.restarts,
+            "gp_length_scale": gp.length_scale,
+            "gp_noise_ratio": gp.noise_ratio,
+            "gp_signal_variance": gp.signal_variance,
+            "gp_log_marginal_likelihood": gp.log_marginal_likelihood,
+        }
 
     def to_unit(self, x: np.ndarray) -> np.ndarray:
         return (x - self.design.lower) / (self.design.upper - self.design.lower)
@@ -357,10 +374,20 @@ class TrustRegionBO:
         incumbent: int,
         best_standard_y: float,
     ) -> np.ndarray:
-        """Expected Improvement of each candidate ``incumbent + delta`` under the GP posterior.
+        """Expected Improvement of each candidate ``incumbent + delta`` under the GP posterior."""
+        mean, variance = self.posterior(deltas, gp, unit_x, incumbent)
+        # bayes_opt declares y_max as None and asks callers outside its suggest() to set it by hand
+        self.expected_improvement.y_max = best_standard_y  # type: ignore[assignment]
+        return self.expected_improvement.base_acq(mean, np.sqrt(variance))
+
+    def posterior(
+        self, deltas: scipy.sparse.csr_matrix, gp: GaussianProcessFit, unit_x: np.ndarray, incumbent: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """GP posterior mean and variance (standardised units) of each candidate ``incumbent + delta``.
 
         ``|c + delta - x_i|^2 = |c - x_i|^2 + 2 delta.(c - x_i) + |delta|^2``: only the middle
-        term mixes candidate and data, and it is a sparse-times-dense product.
+        term mixes candidate and data, and it is a sparse-times-dense product. The variance is
+        floored at ``1e-12`` times the signal variance.
         """
         offsets_from_points = unit_x[incumbent] - unit_x
         sq_distances = (
@@ -372,9 +399,7 @@ class TrustRegionBO:
         mean = cross_correlation @ gp.weights
         whitened = scipy.linalg.solve_triangular(gp.cholesky, cross_correlation.T, lower=True)
         variance = gp.signal_variance * np.maximum(1.0 - np.einsum("ij,ij->j", whitened, whitened), 1e-12)
-        # bayes_opt declares y_max as None and asks callers outside its suggest() to set it by hand
-        self.expected_improvement.y_max = best_standard_y  # type: ignore[assignment]
-        return self.expected_improvement.base_acq(mean, np.sqrt(variance))
+        return mean, variance
 
 
 def matern52(distances: np.ndarray, length_scale: float) -> np.ndarray:

@@ -6,31 +6,70 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.stats
+import sklearn.metrics
 
 
 def bootstrap_interval(
-    values: Sequence[float], *, samples: int = 2000, seed: int = 0, level: float = 0.95
+    values: Sequence[float] | np.ndarray, *, samples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> list[float]:
-    """Percentile bootstrap interval of the mean (seeded, so results files are reproducible)."""
+    """Percentile bootstrap interval of the mean, seeded so results files are reproducible.
+
+    Empty input gives ``[nan, nan]``. Constant input (one value included) gives ``[c, c]`` without
+    resampling: ``scipy.stats.bootstrap`` rejects a single value, and its resampled means of a constant
+    can be one ulp off ``c`` (0.1 seven times gives 0.09999999999999999).
+    """
     data = np.asarray(values, dtype=np.float64)
-    if len(data) == 0:
+    if data.size == 0:
         return [float("nan"), float("nan")]
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, len(data), size=(samples, len(data)))].mean(axis=1)
-    tail = (1 - level) / 2
-    return [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))]
+    if np.all(data == data[0]):
+        return [float(data[0]), float(data[0])]
+    result = scipy.stats.bootstrap(
+        (data,),
+        np.mean,
+        n_resamples=samples,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+
+def paired_interval(
+    values: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    *,
+    samples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> list[float]:
+    """Percentile bootstrap interval of ``mean(values - baseline)`` over the same questions.
+
+    Resampling questions, not each list on its own, keeps what the two share (how hard a question is)
+    out of the interval, so it is narrower than the two unpaired intervals when they are correlated.
+    """
+    first, second = np.asarray(values, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 1:
+        raise ValueError(f"paired values need two 1-D lists of one length, got shapes {first.shape} and {second.shape}")
+    return bootstrap_interval(first - second, samples=samples, seed=seed, level=level)
 
 
 def macro_f1(predictions: Sequence[str | None], targets: Sequence[str]) -> float:
-    """Macro F1 over the target labels; a prediction outside them (or None) counts as wrong for all."""
+    """Macro F1 over the target labels; a prediction outside them (or None) counts as wrong for all.
+
+    Empty input gives nan.
+    """
+    if len(predictions) != len(targets):
+        raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets")
     labels = sorted(set(targets))
-    scores = []
-    for label in labels:
-        tp = sum(p == label and t == label for p, t in zip(predictions, targets, strict=True))
-        fp = sum(p == label and t != label for p, t in zip(predictions, targets, strict=True))
-        fn = sum(p != label and t == label for p, t in zip(predictions, targets, strict=True))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return float(np.mean(scores))
+    if not labels:
+        return float("nan")
+    # Every prediction outside the labels, None included, becomes one string longer than any label,
+    # so it cannot equal one (and sklearn gets labels of a single type).
+    outside = "?" * (max(len(label) for label in labels) + 1)
+    known = set(labels)
+    mapped = [p if p in known else outside for p in predictions]
+    return float(sklearn.metrics.f1_score(targets, mapped, labels=labels, average="macro", zero_division=0))
 
 
 def one_answer(targets: Sequence[str]) -> dict:

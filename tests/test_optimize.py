@@ -151,3 +151,36 @@ def test_malformed_history_raises_value_error() -> None:
         optimizer.suggest(np.zeros((2, 4)), np.zeros(2))
     with pytest.raises(ValueError, match="non-finite"):
         optimizer.suggest(np.zeros((2, 5)), np.array([0.0, np.nan]))
+
+
+@pytest.mark.parametrize(("seed", "signal"), [(0, 1.0), (1, 1.0), (2, 1.0), (0, 0.0)])
+def test_candidate_posterior_matches_sklearn_gaussian_process(seed: int, signal: float) -> None:
+    """The sparse candidate scoring is the exact posterior of sklearn's GP with the fitted hyperparameters.
+
+    ``signal=0`` (pure noise) makes the fit pick a short length-scale and a larger noise ratio.
+    """
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern
+
+    from tarot.optimize import TrustRegionBO, standardise
+
+    dim, n = 30, 40
+    rng = np.random.default_rng([2024, seed])
+    unit_x = rng.random((n, dim))
+    smooth = np.sin(3 * unit_x[:, 0]) + unit_x[:, 1:5].sum(axis=1)
+    standard_y = standardise(signal * smooth + 0.1 * rng.standard_normal(n))
+    optimizer = make_optimizer("bo", dim=dim, lower=0.0, upper=1.0, seed=seed, initial_points=4)
+    assert isinstance(optimizer, TrustRegionBO)
+    gp = optimizer.fit_gp(unit_x, standard_y)
+    incumbent = int(np.argmax(standard_y))
+    deltas = optimizer.candidate_deltas(unit_x[incumbent], 0.8, rng)
+    mean, variance = optimizer.posterior(deltas, gp, unit_x, incumbent)
+
+    kernel = ConstantKernel(gp.signal_variance, "fixed") * Matern(gp.length_scale, "fixed", nu=2.5)
+    reference = GaussianProcessRegressor(
+        kernel, alpha=gp.noise_ratio * gp.signal_variance, optimizer=None, normalize_y=False
+    ).fit(unit_x, standard_y)
+    candidates = unit_x[incumbent] + deltas.toarray()
+    reference_mean, reference_std = reference.predict(candidates, return_std=True)
+    np.testing.assert_allclose(mean, reference_mean, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(variance, reference_std**2, rtol=0, atol=1e-6)
