@@ -2,8 +2,7 @@
 unedited model. Takes the same flags as trainRotation_NN_kernel.py, plus --exportModel DIR (save the edited
 model) and --evalDataset TASK (score the angles on another task's test set)."""
 
-from tarot.classification import evaluate
-from tarot.cli import run_main
+from tarot.cli import evaluate_flags, run_main
 
 if __name__ == "__main__":
-    run_main(evaluate)
+    run_main("tarot.classification", "evaluate", flags=evaluate_flags)

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import cache
 from typing import Any
 
@@ -39,8 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-METHODS = ("rotary", "givens", "scale")
-MODULES = ("reasoning", "mlp")
+# The flags' choices and the angle syntax live in a module without torch, so the scripts check flags at once.
+from tarot.choices import METHODS, MODULES
+from tarot.choices import parse_angle as parse_angle  # re-exported: rotation.parse_angle
 
 # Where the tensor TaRot rotates is consumed, by attribute path inside one decoder layer. Covers the
 # Llama family (Llama, SmolLM, Mistral, Qwen2, Phi-3, Gemma 1-3), GPT-2, GPT-NeoX, OPT, Bloom and others
@@ -56,30 +55,6 @@ _ATTN_OUT_NAMES = (
     "attn.o_proj",
 )
 _MLP_OUT_NAMES = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc2", "fc2", "mlp.dense_out")
-
-
-# ----------------------------------------------------------------------------------------------
-# Angles given on the command line
-# ----------------------------------------------------------------------------------------------
-
-_ANGLE_RE = re.compile(r"^\s*(neg\s+|-)?\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
-
-
-def parse_angle(text: str) -> float:
-    """Parse an angle given as a fraction of pi: ``"neg 1/4"`` -> -0.25, ``"1/6"``, ``"-1/4"``, ``"0.25"``.
-
-    The paper writes negative bounds as ``'neg 1/4'`` because argparse reads a leading ``-`` as a flag.
-    """
-    match = _ANGLE_RE.match(str(text))
-    if not match:
-        raise ValueError(
-            f"cannot read angle {text!r}: write a fraction of pi such as '1/4', 'neg 1/4', '-1/6' or '0.25'"
-        )
-    negative, numerator, denominator = match.groups()
-    if denominator is not None and Fraction(denominator) == 0:
-        raise ValueError(f"cannot read angle {text!r}: division by zero")
-    value = float(Fraction(numerator) / Fraction(denominator)) if denominator else float(numerator)
-    return -value if negative else value
 
 
 # ----------------------------------------------------------------------------------------------

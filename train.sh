@@ -1,13 +1,38 @@
 #!/usr/bin/env bash
 # Reproduce the paper's tables on the embedded SmolLM2-135M-Instruct (30 layers, 9 heads of 64).
 #
-#   ./train.sh                 every experiment, one after the other
-#   ./train.sh navigate        only the lines whose flags contain "navigate"
-#   ./train.sh "optimizer random"
-#   JOBS=2 ./train.sh          two lines at a time, each with one thread (OMP_NUM_THREADS = cores / JOBS);
-#                              their output goes to runs/logs/line<N>.log, the "==" lines to the terminal
+# Every experiment is one shell command line: search, held-out evaluation, then `report.py --collect runs`
+# (copies the run's small files to results/ and rebuilds the tables). This script prints or runs the lines;
+# it schedules nothing itself. Run it from the repository root.
 #
-# Each line searches (4 initial points, the first the unedited model, + 120 iterations on 20 training
+#   ./train.sh                       every line, one after the other; a failed line is reported at the end
+#   ./train.sh navigate              only the lines whose text contains "navigate"
+#   ./train.sh "optimizer random"
+#   ./train.sh --list [FILTER]       print the main stage's lines (the experiments)
+#   ./train.sh --list-after [FILTER] print the lines that need the main stage's runs (collateral damage)
+#
+# Side by side, with any runner that reads one command per line (the lines hold no quotes or backslashes):
+#
+#   ./train.sh --list | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '{}'
+#   ./train.sh --list-after | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '{}'
+#   .venv/bin/python report.py
+#
+# GNU parallel keeps a log of each line's exit code and re-runs only the failed ones:
+#
+#   ./train.sh --list | OMP_NUM_THREADS=1 parallel -j 2 --joblog runs/jobs.log
+#   ./train.sh --list | OMP_NUM_THREADS=1 parallel -j 2 --joblog runs/jobs.log --resume-failed
+#   ./train.sh --list | parallel -S host1,host2 --workdir DIR   (a checkout with .venv at DIR on each host;
+#                                                                copy each host's results/ back afterwards)
+#
+# SLURM, one array task per line (then the after stage the same way, with --dependency=afterok:JOBID):
+#
+#   ./train.sh --list > lines.txt
+#   sbatch --array=1-$(wc -l < lines.txt) --wrap 'sed -n "${SLURM_ARRAY_TASK_ID}p" lines.txt | sh'
+#
+# Each run then resumes where it stopped when its line is run again. Lines run side by side each rebuild
+# results/ alone: run `report.py` once after the last one.
+#
+# Each experiment searches (4 initial points, the first the unedited model, + 120 iterations on 20 training
 # examples), evaluates on held-out data, then copies the run's small files to results/
 # (`python report.py --collect runs`). `python report.py` rebuilds results/summary.json, the tables in
 # results/README.md and the plots from those files only. Settings follow the paper's recipe for its
@@ -16,99 +41,101 @@
 # beyond the paper, at the end, do not).
 set -euo pipefail
 cd "$(dirname "$0")"
-PY=${PY:-.venv/bin/python}
-ONLY=${1:-}
-JOBS=${JOBS:-1}
-[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "train.sh: error: JOBS must be a positive integer, got '$JOBS'" >&2; exit 2; }
-if (( JOBS > 1 )); then
-  cores=$(nproc)
-  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / JOBS > 0 ? cores / JOBS : 1 ))}
-  mkdir -p runs/logs
-fi
-FAILURES=$(mktemp)  # one line per failed experiment (lines running in the background cannot share an array)
-trap 'rm -f "$FAILURES"' EXIT
-LINE=0
+PY=${PY:-.venv/bin/python}  # written into the lines as it is now
+[[ $PY =~ ^[A-Za-z0-9_./+-]+$ ]] || {
+  echo "train.sh: error: PY must be a path of letters, digits and _ . / + -, got '$PY'" >&2
+  exit 2
+}
 
-run_now() {  # run_now LOG SCRIPT... -- FLAGS...: each script with the flags, then collect into results/
-  local log=$1 scripts=() flags
-  shift
-  while [[ $1 != -- ]]; do scripts+=("$1"); shift; done
-  shift
-  flags=" $* "
-  echo "== $(date +%T) ${scripts[*]}$flags${log:+ (output: $log)}"
-  local start=$SECONDS script ok=1
-  for script in "${scripts[@]}"; do
-    if [[ -n $log ]]; then "$PY" "$script" "$@" >>"$log" 2>&1 || { ok=0; break; }
-    else "$PY" "$script" "$@" || { ok=0; break; }; fi
+# --angle_0=-1/4 is the paper's 'neg 1/4' without quotes (the same run folder and identity)
+BASE="--model smollm2 --layer 0 15 --angle_0=-1/4 --angle_1=1/4 --moduleType reasoning --initialPoints 4 --iterations 120 --seed 0"
+SMOL="$BASE --rotationMethod rotary --trainingDataSize 20"
+CLASSIFY="--metric prob --fewShotCategory mix"
+OPTIMIZERS=(bo random)                              # TaRot, and its random-search control
+TABLE_TASKS=(entailed_polarity navigate winowhy color)  # BIG-bench, the paper's Table 1
+GENERATION_TASKS=(imdb toxicity xsum)               # positive sentiment, non-toxicity, summary ROUGE-L
+TRAINING_SIZES=(5 10 40)                            # navigate with fewer or more training examples
+COLLATERAL_TASKS=(navigate winowhy color)           # other tasks' test sets for entailed_polarity's TaRot
+
+FILTER=
+emit() {  # emit LINE: print it if it contains FILTER
+  [[ -z $FILTER || $1 == *"$FILTER"* ]] && printf '%s\n' "$1"
+  return 0
+}
+experiment() {  # experiment TRAIN_SCRIPT TEST_SCRIPT FLAGS: search, evaluate, collect
+  emit "$PY $1 $3 && $PY $2 $3 && $PY report.py --collect runs"
+}
+evaluation() {  # evaluation TEST_SCRIPT FLAGS: evaluate a finished search, collect
+  emit "$PY $1 $2 && $PY report.py --collect runs"
+}
+
+main_stage() {
+  local task optimizer size
+  # Classification (BIG-bench), zero-shot and six-shot evaluation: the paper's Table 1
+  for task in "${TABLE_TASKS[@]}"; do
+    for optimizer in "${OPTIMIZERS[@]}"; do
+      experiment trainRotation_NN_kernel.py evaluateRotation.py "$SMOL $CLASSIFY --dataset $task --optimizer $optimizer"
+    done
   done
-  if (( ok )) && "$PY" report.py --collect runs >/dev/null; then
-    echo "== $(( SECONDS - start )) s: ${scripts[*]}$flags"
-  else
-    echo "== FAILED after $(( SECONDS - start )) s: ${scripts[*]}$flags"
-    echo "${scripts[*]}$flags" >>"$FAILURES"
+  # Topic classification answered in words (ag_news needs the hub: offline, the four-domain review_topic)
+  for optimizer in "${OPTIMIZERS[@]}"; do
+    experiment train_topic.py test_topic.py "$SMOL $CLASSIFY --dataset review_topic --optimizer $optimizer"
+  done
+  # Generation scored by a reward (zero-shot): positive sentiment, non-toxicity, summary ROUGE-L
+  for task in "${GENERATION_TASKS[@]}"; do
+    for optimizer in "${OPTIMIZERS[@]}"; do
+      experiment train_summarization.py test_summarization.py "$SMOL --fewShotCategory zero --dataset $task --optimizer $optimizer"
+    done
+  done
+  # Beyond the paper. rotary (the first line) vs givens: 8,505 angles instead of 4,320
+  experiment trainRotation_NN_kernel.py evaluateRotation.py "$BASE --trainingDataSize 20 $CLASSIFY --dataset entailed_polarity --optimizer bo --rotationMethod givens"
+  # Number of training examples on navigate (20: the navigate line above)
+  for size in "${TRAINING_SIZES[@]}"; do
+    experiment trainRotation_NN_kernel.py evaluateRotation.py "$BASE --rotationMethod rotary $CLASSIFY --dataset navigate --optimizer bo --trainingDataSize $size"
+  done
+}
+
+after_stage() {
+  local task
+  # Collateral damage: entailed_polarity's TaRot (the first line) on the other tasks' test sets (the same
+  # test examples as their own lines; the edit never saw those tasks)
+  for task in "${COLLATERAL_TASKS[@]}"; do
+    evaluation evaluateRotation.py "$SMOL $CLASSIFY --dataset entailed_polarity --optimizer bo --evalDataset $task"
+  done
+}
+
+run_serially() {  # run_serially: every selected line in order, past failures; list the failures at the end
+  local lines=() failed=() line start
+  mapfile -t lines < <(main_stage; after_stage)
+  (( ${#lines[@]} )) || { echo "train.sh: error: FILTER '$FILTER' matches no line; see ./train.sh --list" >&2; exit 2; }
+  for line in "${lines[@]}"; do
+    start=$SECONDS
+    echo "== $(date +%T) $line"
+    if sh -c "$line" </dev/null; then
+      echo "== $(( SECONDS - start )) s"
+    else
+      echo "== FAILED after $(( SECONDS - start )) s"
+      failed+=("$line")
+    fi
+  done
+  "$PY" report.py >/dev/null || failed+=("$PY report.py")
+  if (( ${#failed[@]} )); then
+    printf 'failed: %s\n' "${failed[@]}" >&2
+    return 1
   fi
 }
-run_line() {  # run_line SCRIPT... -- FLAGS...: run now, or in the background when JOBS > 1
-  local args=("$@")
-  LINE=$(( LINE + 1 ))
-  while [[ $1 != -- ]]; do shift; done
-  shift
-  [[ -z "$ONLY" || " $* " == *"$ONLY"* ]] || return 0
-  if (( JOBS > 1 )); then
-    while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n || true; done
-    run_now "runs/logs/line$LINE.log" "${args[@]}" &
-  else
-    run_now "" "${args[@]}"
-  fi
+
+one_filter() {  # one_filter ARGS...: at most one
+  (( $# <= 1 )) || { echo "train.sh: error: at most one FILTER, got $#: quote a filter with spaces" >&2; exit 2; }
+  FILTER=${1:-}
 }
-barrier() { wait || true; }  # the lines below need the finished runs of the lines above
-experiment() { run_line "$1" "$2" -- "${@:3}"; }    # experiment TRAIN_SCRIPT TEST_SCRIPT FLAGS...
-evaluation() { run_line "$1" -- "${@:2}"; }         # evaluation TEST_SCRIPT FLAGS... (a finished search)
 
-BASE=(--model smollm2 --layer 0 15 --angle_0 'neg 1/4' --angle_1 '1/4' --moduleType reasoning
-      --initialPoints 4 --iterations 120 --seed 0)
-SMOL=("${BASE[@]}" --rotationMethod rotary --trainingDataSize 20)
-
-# Classification (BIG-bench), zero-shot and six-shot evaluation: the paper's Table 1
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer random
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset navigate --optimizer bo
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset navigate --optimizer random
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset winowhy --optimizer bo
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset winowhy --optimizer random
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset color --optimizer bo
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset color --optimizer random
-# Topic classification answered in words (ag_news needs the hub: offline, the four-domain review_topic)
-experiment train_topic.py test_topic.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset review_topic --optimizer bo
-experiment train_topic.py test_topic.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset review_topic --optimizer random
-# Generation scored by a reward (zero-shot): positive sentiment, non-toxicity, summary ROUGE-L
-experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset imdb --optimizer bo
-experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset imdb --optimizer random
-experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset toxicity --optimizer bo
-experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset toxicity --optimizer random
-experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer bo
-experiment train_summarization.py test_summarization.py "${SMOL[@]}" --fewShotCategory zero --dataset xsum --optimizer random
-
-barrier
-# Beyond the paper. Collateral damage: entailed_polarity's TaRot (the first line) on the other tasks' test
-# sets (the same test examples as their own lines; the edit never saw those tasks)
-evaluation evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --evalDataset navigate
-evaluation evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --evalDataset winowhy
-evaluation evaluateRotation.py "${SMOL[@]}" --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --evalDataset color
-# rotary (the first line) vs givens: 8,505 angles instead of 4,320
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --trainingDataSize 20 --metric prob --fewShotCategory mix --dataset entailed_polarity --optimizer bo --rotationMethod givens
-# Number of training examples on navigate (20: the navigate line above)
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotationMethod rotary --metric prob --fewShotCategory mix --dataset navigate --optimizer bo --trainingDataSize 5
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotationMethod rotary --metric prob --fewShotCategory mix --dataset navigate --optimizer bo --trainingDataSize 10
-experiment trainRotation_NN_kernel.py evaluateRotation.py "${BASE[@]}" --rotationMethod rotary --metric prob --fewShotCategory mix --dataset navigate --optimizer bo --trainingDataSize 40
-
-barrier
-# once more after every line (lines run side by side each rebuilt it alone)
-"$PY" report.py >/dev/null || echo "report.py (rebuilding results/)" >>"$FAILURES"
-if [[ -s $FAILURES ]]; then
-  sed 's/^/failed: /' "$FAILURES" >&2
-  exit 1
-fi
+case ${1:-} in
+  --list) shift; one_filter "$@"; main_stage ;;
+  --list-after) shift; one_filter "$@"; after_stage ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
+  *) one_filter "$@"; run_serially ;;
+esac
 
 # The paper's own settings for its four models (need a GPU and the Hugging Face hub):
 # python trainRotation_NN_kernel.py --model qwen_2 --layer 0 5 --angle_0 'neg 1/4' --angle_1 '1/4' --dataset color --moduleType reasoning --metric prob --fewShotCategory mix --trainingDataSize 20 --rotationMethod rotary

@@ -6,8 +6,7 @@ Example (the paper's flags):
         --trainingDataSize 20 --rotationMethod rotary
 """
 
-from tarot.classification import train
-from tarot.cli import run_main
+from tarot.cli import run_main, train_flags
 
 if __name__ == "__main__":
-    run_main(train, resumable=True)
+    run_main("tarot.classification", "train", flags=train_flags, resumable=True)

@@ -1,7 +1,6 @@
 """Search TaRot angles on a topic task (review_topic offline, ag_news online)."""
 
-from tarot.cli import run_main
-from tarot.topic import train
+from tarot.cli import run_main, topic_train_flags
 
 if __name__ == "__main__":
-    run_main(train, resumable=True)
+    run_main("tarot.topic", "train", flags=topic_train_flags, resumable=True)

@@ -3,32 +3,30 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 import rotation
 from tarot import cli
-from tarot.data import MAX_SHOTS, Split, Task, load_task, make_split
+from tarot.data import MAX_SHOTS, Split, Task, load_task, make_split, task_name
 from tarot.errors import UsageError
-from tarot.models import check_export_path, load_model, save_model
-from tarot.runs import RunDir, write_json
-from tarot.scoring import METRICS, PromptSet, build_prompts, last_logits, objective_values
+from tarot.models import context_length, load_model, save_model
+from tarot.results import ClassificationResults, LabelMetrics, Setting, write_classification
+from tarot.runs import RunDir, read_jsonl
+from tarot.scoring import PromptSet, build_prompts, last_logits, objective_values
 from tarot.search import best_angles, start_search
 from tarot.stats import macro_f1, one_answer, summary
 
 RUN_KIND = "NN_kernel"
+Flags = Callable[[Sequence[str] | None], argparse.Namespace]  # parses and checks a script's flags (tarot/cli.py)
 
 
-def parser(description: str):
-    return cli.build_parser(description, metrics=METRICS, default_metric="prob", default_test_size=200)
-
-
-def check_dataset(args, datasets: tuple[str, ...] | None) -> None:
-    if datasets is not None and args.dataset not in datasets:
-        raise UsageError(f"--dataset: {args.dataset!r} is not one of {', '.join(datasets)}")
+def parser(description: str) -> argparse.ArgumentParser:
+    return cli.classification_parser(description)
 
 
 def _setup(args, kind: str) -> tuple[Task, Split, RunDir]:
@@ -43,6 +41,7 @@ def _setup(args, kind: str) -> tuple[Task, Split, RunDir]:
     )
     run = RunDir(cli.run_path(args, task.name, kind))
     run.check_identity(cli.identity(args, task))
+    run.read_history()  # a damaged history is reported before the model loads
     return task, split, run
 
 
@@ -74,30 +73,26 @@ class Objective:
         return objective_values(logits, self.prompts, self.base_logits)
 
 
-def train(
-    argv=None,
-    *,
-    datasets: tuple[str, ...] | None = None,
-    kind: str = RUN_KIND,
-    description: str = "TaRot: search rotation angles on a classification task.",
-) -> RunDir:
-    """The search. ``datasets`` restricts --dataset (the topic scripts accept only topic tasks); ``kind``
+def train(argv=None, *, flags: Flags = cli.train_flags, kind: str = RUN_KIND) -> RunDir:
+    """The search. ``flags`` parses the script's flags (the topic scripts accept only topic tasks); ``kind``
     names the run folders (``NN_kernel_...`` like the paper's files)."""
-    args = cli.parse(parser(description), argv)
-    check_dataset(args, datasets)
+    args = flags(argv)
     task, split, run = _setup(args, kind)
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    shape = cli.angle_shape(model, args)
-    prompts = build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)
-    start_search(
-        run,
-        args,
-        cli.identity(args, task),
-        shape,
-        _split_record(split, prompts),
-        Objective(model, prompts, args, shape),
-        what=f"{task.name}, {len(split.train)} training prompts",
-    )
+    with run.locked():  # before the model loads: a second search of this folder stops at once
+        model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+        shape = cli.angle_shape(model, args)
+        prompts = build_prompts(
+            tokenizer, task, split.fewshot, split.train, split.shots, max_tokens=context_length(model)
+        )
+        start_search(
+            run,
+            args,
+            cli.identity(args, task),
+            shape,
+            _split_record(split, prompts),
+            Objective(model, prompts, args, shape),
+            what=f"{task.name}, {len(split.train)} training prompts",
+        )
     return run
 
 
@@ -106,7 +101,7 @@ def train(
 # ----------------------------------------------------------------------------------------------
 
 
-def classify(logits: torch.Tensor, prompts: PromptSet, tokenizer) -> dict:
+def classify(logits: torch.Tensor, prompts: PromptSet, tokenizer) -> LabelMetrics:
     """Accuracy (the paper's exact match: the decoded top token is the answer's first token, ignoring case
     and surrounding spaces, so "No" answers "no"), restricted accuracy (argmax over the choices' first
     tokens), macro F1 of the exact-match predictions, with 95% intervals."""
@@ -124,24 +119,27 @@ def classify(logits: torch.Tensor, prompts: PromptSet, tokenizer) -> dict:
         # the label whose first token reads as the top token; else the token itself (counts as wrong)
         by_word = {word(i): c for i, c in zip(choice_ids, choices, strict=True)} | {word(answer): prompts.targets[row]}
         predicted.append(by_word.get(word(top[row]), word(top[row])))
-    return label_metrics(exact, predicted, prompts.targets) | (
-        {"restricted_accuracy": summary(restricted)["mean"], "restricted_accuracy_ci95": summary(restricted)["ci95"]}
-        if restricted
-        else {}
-    )
+    metrics = label_metrics(exact, predicted, prompts.targets)
+    if restricted:
+        metrics["restricted_accuracy"] = summary(restricted)["mean"]
+        metrics["restricted_accuracy_ci95"] = summary(restricted)["ci95"]
+    return metrics
 
 
-def label_metrics(correct: list[float], predicted: Sequence[str | None], targets: Sequence[str]) -> dict:
+def label_metrics(correct: list[float], predicted: Sequence[str | None], targets: Sequence[str]) -> LabelMetrics:
     stats = summary(correct)
     return {"accuracy": stats["mean"], "accuracy_ci95": stats["ci95"], "f1": macro_f1(predicted, targets)}
 
 
-def next_token_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
+Judge = Callable[..., LabelMetrics]  # judge(model, tokenizer, prompts, args): the model as it is now
+
+
+def next_token_judge(model, tokenizer, prompts: PromptSet, args) -> LabelMetrics:
     """Score the model as it is now by its next token after each prompt."""
     return classify(last_logits(model, prompts, batch_size=args.batchSize), prompts, tokenizer)
 
 
-def _table(results: dict, judge, baseline: dict) -> str:
+def _table(results: ClassificationResults, judge: Judge, baseline: dict) -> str:
     cross = results["evaluated_on"] != results["trained_on"]
     lines = [
         f"n_test = {results['n_test']}"
@@ -177,40 +175,26 @@ def _table(results: dict, judge, baseline: dict) -> str:
 def evaluate(
     argv=None,
     *,
-    datasets: tuple[str, ...] | None = None,
-    judge=next_token_judge,
+    flags: Flags = cli.evaluate_flags,
+    judge: Judge = next_token_judge,
     kind: str = RUN_KIND,
     train_script: str = "trainRotation_NN_kernel.py",
-    description: str = "TaRot: evaluate the best rotation of a finished search on held-out data.",
-) -> dict:
+) -> ClassificationResults:
     """Held-out evaluation, zero-shot and six-shot, unedited vs edited; ``judge(model, tokenizer, prompts,
     args) -> metrics`` scores the model in its current state (next token here, generated words for topics)."""
-    p = parser(description)
-    p.add_argument(
-        "--exportModel",
-        default=None,
-        metavar="DIR",
-        help="also save the edited model as a standard Hugging Face checkpoint in DIR",
-    )
-    p.add_argument(
-        "--evalDataset",
-        default=None,
-        metavar="TASK",
-        help="evaluate the angles searched on --dataset on this other task's test set instead (the "
-        "test examples that task's own run with these flags uses), to measure collateral "
-        "damage; writes results_on_<task>.json",
-    )
-    args = cli.parse(p, argv)
-    check_dataset(args, datasets)
+    args = flags(argv)
     task, split, run = _setup(args, kind)
+    if not run.config.exists():  # checked before the model loads
+        raise UsageError(f"no trained run for these flags at {run.path}: run {train_script} first")
+    output = run.results if args.evalDataset is None else run.cross_results(task_name(args.evalDataset))
+    with run.locked(output):  # other evaluations of this run may go on, not its search nor one writing output
+        return _evaluate(args, task, split, run, judge, train_script)
+
+
+def _evaluate(args, task: Task, split: Split, run: RunDir, judge: Judge, train_script: str) -> ClassificationResults:
     eval_task, eval_split = task, split
     if args.evalDataset is not None:
         eval_task = load_task(args.evalDataset, flag="--evalDataset")  # its own instruction: its prompts
-        if eval_task.name == task.name:
-            raise UsageError(
-                f"--evalDataset: {args.evalDataset!r} is the task the angles were searched on; "
-                f"leave --evalDataset out to evaluate on its own test set"
-            )
         eval_split = make_split(
             eval_task,
             train_size=args.trainingDataSize,
@@ -218,17 +202,13 @@ def evaluate(
             seed=args.seed,
             few_shot=args.fewShotCategory,
         )
-    if not run.config.exists():  # checked before the model loads
-        raise UsageError(f"no trained run for these flags at {run.path}: run {train_script} first")
-    if args.exportModel:
-        check_export_path(args.exportModel)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     run.require_trained(
         _split_record(split, build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)), train_script
     )
     shape = cli.angle_shape(model, args)
     angles, best = best_angles(run, shape)
-    evaluations = len(run.load_evaluations()[0])
+    evaluations = len(read_jsonl(run.history))  # points.safetensors may be absent (a run kept in results/)
     planned = args.initialPoints + args.iterations
     if evaluations < planned:
         print(
@@ -244,7 +224,23 @@ def evaluate(
             f"them",
             file=sys.stderr,
         )
-    results = {
+    edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
+    settings: dict[str, Setting] = {}
+    for setting, shots in (("zero_shot", 0), ("few_shot", MAX_SHOTS)):
+        prompts = build_prompts(
+            tokenizer,
+            eval_task,
+            eval_split.fewshot,
+            eval_split.test,
+            [shots] * n_test,
+            flag="--dataset" if eval_task is task else "--evalDataset",
+            max_tokens=context_length(model),
+        )
+        base = judge(model, tokenizer, prompts, args)
+        with rotation.rotated(model, angles, **edit):
+            tarot = judge(model, tokenizer, prompts, args)
+        settings[setting] = {"shots": shots, "base": base, "tarot": tarot}
+    results: ClassificationResults = {
         "n_test": n_test,
         "test_ids": [e.id for e in eval_split.test],
         "best_iteration": best["iteration"],
@@ -255,23 +251,11 @@ def evaluate(
         "judge": judge.__name__,
         "trained_on": task.name,
         "evaluated_on": eval_task.name,
+        "zero_shot": settings["zero_shot"],
+        "few_shot": settings["few_shot"],
     }
-    edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
-    for setting, shots in (("zero_shot", 0), ("few_shot", MAX_SHOTS)):
-        prompts = build_prompts(
-            tokenizer,
-            eval_task,
-            eval_split.fewshot,
-            eval_split.test,
-            [shots] * n_test,
-            flag="--dataset" if eval_task is task else "--evalDataset",
-        )
-        base = judge(model, tokenizer, prompts, args)
-        with rotation.rotated(model, angles, **edit):
-            tarot = judge(model, tokenizer, prompts, args)
-        results[setting] = {"shots": shots, "base": base, "tarot": tarot}
     output = run.results if eval_task is task else run.cross_results(eval_task.name)
-    write_json(output, results)
+    write_classification(output, results)
     print(_table(results, judge, one_answer([e.target for e in eval_split.test])))
     print(f"written {output}")
     if args.exportModel:

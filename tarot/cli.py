@@ -1,19 +1,24 @@
-"""Command-line flags shared by every script (the paper's names), and one-line errors with exit code 2."""
+"""Command-line flags shared by every script (the paper's names), and one-line errors with exit code 2.
+
+Importable without torch: each script parses and checks its flags here (:func:`run_main` with one of the
+``*_flags`` functions), so ``--help`` and a bad flag answer at once; only then is the module that does the
+work (and torch) imported.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
+import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import rotation
-from tarot.data import SHOT_COUNTS
+from tarot import choices
+from tarot.data import SHOT_COUNTS, XSUM_INSTRUCTION, check_source, default_instruction, task_name
 from tarot.errors import UsageError
-from tarot.models import DEFAULT_MODEL, DTYPES
-from tarot.optimize import OPTIMIZER_KINDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,11 +33,11 @@ def build_parser(
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
+        default=choices.DEFAULT_MODEL,
         help="smollm2 (embedded, offline), qwen_2, phi-3, llama-3-8b, mixtral, a hub id, a "
         "local folder or a .gguf file",
     )
-    model.add_argument("--dtype", default="float32", choices=tuple(DTYPES))
+    model.add_argument("--dtype", default="float32", choices=choices.DTYPE_NAMES)
     model.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     model.add_argument("--batchSize", type=int, default=32, help="prompts per forward pass")
 
@@ -57,13 +62,13 @@ def build_parser(
     edit.add_argument(
         "--moduleType",
         default="reasoning",
-        choices=rotation.MODULES,
+        choices=choices.MODULES,
         help="reasoning: each attention head's output; mlp: the MLP output",
     )
     edit.add_argument(
         "--rotationMethod",
         default="rotary",
-        choices=rotation.METHODS,
+        choices=choices.METHODS,
         help="rotary (d/2 angles per head), givens (d-1), or scale: diag(1 + v), v within the same bounds times pi",
     )
 
@@ -72,7 +77,7 @@ def build_parser(
     search.add_argument(
         "--optimizer",
         default="bo",
-        choices=OPTIMIZER_KINDS,
+        choices=choices.OPTIMIZER_KINDS,
         help="bo: Bayesian optimisation; random: random search, the control",
     )
     search.add_argument("--iterations", type=int, default=120, help="evaluations after the initial points")
@@ -90,10 +95,10 @@ def build_parser(
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse and check the values argparse cannot: angles, sizes and counts."""
+    """Parse and check the values argparse cannot: angles, sizes, counts, the device's name."""
     args = parser.parse_args(argv)
     try:
-        args.angle_bounds = (rotation.parse_angle(args.angle_0), rotation.parse_angle(args.angle_1))
+        args.angle_bounds = (choices.parse_angle(args.angle_0), choices.parse_angle(args.angle_1))
     except ValueError as error:
         raise UsageError(f"--angle_0/--angle_1: {error}") from None
     if args.angle_bounds[0] >= args.angle_bounds[1]:
@@ -110,7 +115,163 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
             raise UsageError(f"--{flag} must be at least {minimum}, got {getattr(args, flag)}")
     if args.layer[0] < 0 or args.layer[0] >= args.layer[1]:
         raise UsageError(f"--layer: need 0 <= START < END, got {args.layer[0]} {args.layer[1]}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):  # whether that CUDA device exists: at load time
+        raise UsageError(f"--device: unknown {args.device!r}; use auto, cpu, cuda or cuda:N")
     return args
+
+
+def check_output_dir(output_dir: str) -> None:
+    """--outputDir must be a folder, or a path where one can be made: not a file, nor inside one."""
+    path = Path(output_dir)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        where = "" if existing == path else f" (it would be inside {existing})"
+        raise UsageError(f"--outputDir: {existing} is a file, not a folder{where}; give a folder")
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--outputDir: cannot write in {existing} (no permission); give another folder")
+
+
+def check_export_path(path: str | Path) -> Path:
+    """An export may only create a new folder or replace an earlier export (one with tarot_edit.json):
+    never overwrite a folder of the user's."""
+    path = Path(path).expanduser().resolve()
+    if path == Path.cwd() or path in Path.cwd().parents:
+        raise UsageError(f"--exportModel: {path} is the working directory or one of its parents")
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "tarot_edit.json").exists())):
+        raise UsageError(f"--exportModel: {path} exists and is not an earlier TaRot export; give a new folder")
+    return path
+
+
+# ---- each script's flags ----------------------------------------------------------------------
+
+
+def classification_parser(description: str, *, evaluation: bool = False) -> argparse.ArgumentParser:
+    parser = build_parser(
+        description, metrics=choices.CLASSIFICATION_METRICS, default_metric="prob", default_test_size=200
+    )
+    if evaluation:
+        group = parser.add_argument_group("evaluation")
+        group.add_argument(
+            "--exportModel",
+            default=None,
+            metavar="DIR",
+            help="also save the edited model as a standard Hugging Face checkpoint in DIR",
+        )
+        group.add_argument(
+            "--evalDataset",
+            default=None,
+            metavar="TASK",
+            help="evaluate the angles searched on --dataset on this other task's test set instead (the "
+            "test examples that task's own run with these flags uses), to measure collateral "
+            "damage; writes results_on_<task>.json",
+        )
+    return parser
+
+
+def classification_flags(
+    argv: Sequence[str] | None,
+    *,
+    description: str,
+    evaluation: bool = False,
+    datasets: tuple[str, ...] | None = None,
+) -> argparse.Namespace:
+    """Parse and check a classification script's flags, reading no data; ``datasets`` restricts --dataset.
+    An --instruction equal to the task's own becomes None, so a run's identity does not depend on whether
+    the default was typed out."""
+    args = parse(classification_parser(description, evaluation=evaluation), argv)
+    if datasets is not None and args.dataset not in datasets:
+        raise UsageError(f"--dataset: {args.dataset!r} is not one of {', '.join(datasets)}")
+    check_source(args.dataset)
+    if args.instruction == default_instruction(args.dataset):
+        args.instruction = None
+    if evaluation and args.evalDataset is not None:
+        check_source(args.evalDataset, "--evalDataset")
+        if task_name(args.evalDataset) == task_name(args.dataset):
+            raise UsageError(
+                f"--evalDataset: {args.evalDataset!r} is the task the angles were searched on; "
+                f"leave --evalDataset out to evaluate on its own test set"
+            )
+    check_output_dir(args.outputDir)
+    if evaluation and args.exportModel:
+        check_export_path(args.exportModel)
+    return args
+
+
+def generation_parser(description: str) -> argparse.ArgumentParser:
+    parser = build_parser(description, metrics=("reward",), default_metric="reward", default_test_size=100)
+    parser.set_defaults(fewShotCategory="zero")
+    parser.add_argument_group("generation").add_argument(
+        "--scorer",
+        default=None,
+        help="reward model; default: sentiment (imdb), toxicity (toxicity), rouge (xsum); "
+        "hf:<model id>[:<label>] for a Hugging Face classifier (online)",
+    )
+    return parser
+
+
+def generation_flags(argv: Sequence[str] | None, *, description: str) -> argparse.Namespace:
+    """Parse and check a generation script's flags; fills in the task's default --scorer."""
+    args = parse(generation_parser(description), argv)
+    if args.fewShotCategory != "zero":
+        raise UsageError("--fewShotCategory: generation tasks are zero-shot; use zero")
+    if args.dataset not in choices.DEFAULT_SCORERS:
+        raise UsageError(f"--dataset: unknown {args.dataset!r}; choose one of {', '.join(choices.DEFAULT_SCORERS)}")
+    if args.dataset == "xsum" and args.instruction == XSUM_INSTRUCTION:
+        args.instruction = None
+    if args.instruction is not None and args.dataset != "xsum":
+        raise UsageError("--instruction: only xsum prompts have an instruction; imdb and toxicity continue raw text")
+    args.scorer = args.scorer or choices.DEFAULT_SCORERS[args.dataset]
+    check_output_dir(args.outputDir)
+    return args
+
+
+def train_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """trainRotation_NN_kernel.py"""
+    return classification_flags(argv, description="TaRot: search rotation angles on a classification task.")
+
+
+def evaluate_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """evaluateRotation.py"""
+    return classification_flags(
+        argv,
+        description="TaRot: evaluate the best rotation of a finished search on held-out data.",
+        evaluation=True,
+    )
+
+
+def topic_train_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """train_topic.py"""
+    return classification_flags(
+        argv, description="TaRot: search rotation angles on a topic task.", datasets=choices.TOPIC_DATASETS
+    )
+
+
+def topic_evaluate_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """test_topic.py"""
+    return classification_flags(
+        argv,
+        description="TaRot: evaluate a topic task by the topic named in the model's generated answer, "
+        "unedited vs edited.",
+        evaluation=True,
+        datasets=choices.TOPIC_DATASETS,
+    )
+
+
+def generation_train_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """train_summarization.py"""
+    return generation_flags(argv, description="TaRot: search rotation angles that raise a reward of generated text.")
+
+
+def generation_evaluate_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """test_summarization.py"""
+    return generation_flags(
+        argv, description="TaRot: compare the edited and unedited model's generations on held-out prompts."
+    )
+
+
+# ---- run folders ------------------------------------------------------------------------------
 
 
 def radians(args) -> tuple[float, float]:
@@ -119,6 +280,8 @@ def radians(args) -> tuple[float, float]:
 
 def angle_shape(model, args) -> tuple[int, ...]:
     """Shape of the angles for these flags on this model; a layer range the model lacks is a flag error."""
+    import rotation  # torch: only once a model is loaded
+
     try:
         return rotation.param_shape(model, layers=args.layer, module=args.moduleType, method=args.rotationMethod)
     except ValueError as error:
@@ -168,10 +331,26 @@ def identity(args, task) -> dict:
     }
 
 
-def run_main(main: Callable[[], None], *, resumable: bool = False) -> None:
-    """Run a script's main; bad input becomes one line on stderr and exit code 2."""
+def run_main(
+    main: Callable[[], object] | str,
+    function: str = "",
+    *,
+    flags: Callable[[], object] | None = None,
+    resumable: bool = False,
+) -> None:
+    """Run a script's main; bad input becomes one line on stderr and exit code 2, Ctrl-C exit code 130.
+
+    ``main`` is a callable, or the name of a module whose ``function()`` reads the command line: then
+    ``flags()`` parses and checks the flags first (``--help`` and flag errors answer there), and only then is
+    the module (torch, transformers: seconds) imported, inside the same handlers.
+    """
     try:
-        main()
+        if isinstance(main, str):
+            if flags is not None:
+                flags()
+            getattr(importlib.import_module(main), function)()
+        else:
+            main()
     except UsageError as error:
         print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         sys.exit(2)

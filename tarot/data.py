@@ -47,6 +47,10 @@ TASKS = {
 }
 ONLINE_TASKS = ("ag_news",)
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
+AG_NEWS_INSTRUCTION = (
+    "Classify the news article into one of: World, Sports, Business, Sci/Tech. Answer with the topic only."
+)
+XSUM_INSTRUCTION = "Summarize the news article in one sentence."  # the generation task xsum (tarot/generation.py)
 
 
 def file_fingerprint(source: str | Path) -> str:
@@ -145,28 +149,46 @@ def _load_ag_news(flag: str) -> list[Example]:
     return [Example(i, row["text"], AG_NEWS_LABELS[row["label"]], AG_NEWS_LABELS) for i, row in enumerate(rows)]
 
 
-def load_task(dataset: str, instruction: str | None = None, flag: str = "--dataset") -> Task:
-    """A built-in task name, ``ag_news`` (online), or a path to a JSONL file; errors name ``flag``."""
-    if dataset in TASKS:
-        file, default_instruction = TASKS[dataset]
-        return Task(
-            dataset, instruction or default_instruction, read_jsonl(DATA_DIR / file, flag), str(DATA_DIR / file)
-        )
-    if dataset == "ag_news":
-        return Task(
-            dataset,
-            instruction
-            or "Classify the news article into one of: World, Sports, Business, Sci/Tech. Answer with the topic only.",
-            _load_ag_news(flag),
-            "datasets:ag_news",
-        )
+def check_source(dataset: str, flag: str = "--dataset") -> None:
+    """A built-in task name, ``ag_news``, or an existing ``.jsonl`` file (any case); reads nothing."""
+    if dataset in TASKS or dataset in ONLINE_TASKS:
+        return
     path = Path(dataset)
-    if path.suffix == ".jsonl" and path.is_file():
-        return Task(path.stem, instruction or DEFAULT_INSTRUCTION, read_jsonl(path, flag), str(path.resolve()), True)
+    if path.suffix.lower() == ".jsonl":
+        if not path.exists():
+            raise UsageError(f"{flag}: the file {dataset!r} does not exist")
+        if not path.is_file():
+            raise UsageError(f"{flag}: {dataset!r} is not a file")
+        return
     raise UsageError(
         f"{flag}: unknown {dataset!r}; choose one of {', '.join([*TASKS, *ONLINE_TASKS])} "
-        f"or give a path to a .jsonl file"
+        f"or give a path to a .jsonl file" + (" (this file's name does not end in .jsonl)" if path.is_file() else "")
     )
+
+
+def task_name(dataset: str) -> str:
+    """The name a task goes by in run folders and results: a built-in name, or a JSONL file's stem."""
+    return dataset if dataset in TASKS or dataset in ONLINE_TASKS else Path(dataset).stem
+
+
+def default_instruction(dataset: str) -> str:
+    """The system instruction a task gets when --instruction is not given."""
+    if dataset in TASKS:
+        return TASKS[dataset][1]
+    return AG_NEWS_INSTRUCTION if dataset == "ag_news" else DEFAULT_INSTRUCTION
+
+
+def load_task(dataset: str, instruction: str | None = None, flag: str = "--dataset") -> Task:
+    """A built-in task name, ``ag_news`` (online), or a path to a JSONL file; errors name ``flag``."""
+    check_source(dataset, flag)
+    instruction = instruction or default_instruction(dataset)
+    if dataset in TASKS:
+        file = DATA_DIR / TASKS[dataset][0]
+        return Task(dataset, instruction, read_jsonl(file, flag), str(file))
+    if dataset == "ag_news":
+        return Task(dataset, instruction, _load_ag_news(flag), "datasets:ag_news")
+    path = Path(dataset)
+    return Task(task_name(dataset), instruction, read_jsonl(path, flag), str(path.resolve()), True)
 
 
 @dataclass

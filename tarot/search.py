@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from tarot import cli
 from tarot.errors import UsageError
 from tarot.optimize import make_optimizer
-from tarot.runs import RunDir, git_commit, read_json, versions, write_json, write_tensors
+from tarot.runs import RunDir, git_commit, read_json, read_jsonl, read_tensors, versions, write_json, write_tensors
 
 
 @dataclass
@@ -155,10 +156,36 @@ def best_angles(run: RunDir, shape: tuple[int, ...]) -> tuple[torch.Tensor, dict
     """The angles with the best training objective (never chosen on test data) and their history row.
 
     Read from the logged points, not from best_angles.safetensors, so that an evaluation killed between
-    two writes can never pair angles with a value that was not logged.
+    two writes can never pair angles with a value that was not logged. A run without its points (one kept
+    in results/, which holds only the small files) is read from best_angles.safetensors instead.
     """
+    if not run.points.exists():
+        return _kept_best_angles(run, shape)
     history, points = run.load_evaluations()
     if not history or points is None:
         raise UsageError(f"no finished evaluation in {run.path}: train first with the same flags")
     index = int(np.argmax([r["value"] for r in history]))  # the first of equal values, as the search kept
     return torch.from_numpy(points[index].reshape(shape).copy()), history[index]
+
+
+def _kept_best_angles(run: RunDir, shape: tuple[int, ...]) -> tuple[torch.Tensor, dict]:
+    """best_angles.safetensors and the best row of history.jsonl, which its metadata must name."""
+    history = read_jsonl(run.history)
+    if not history:
+        raise UsageError(f"no finished evaluation in {run.path}: train first with the same flags")
+    if not run.best.exists():
+        raise UsageError(
+            f"{run.path} holds neither points.safetensors nor best_angles.safetensors: train with the same flags"
+        )
+    row = history[int(np.argmax([r["value"] for r in history]))]
+    angles = read_tensors(run.best)["angles"]
+    with safe_open(str(run.best), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    saved = (metadata.get("iteration"), metadata.get("value"))
+    if saved != (str(row["iteration"]), repr(row["value"])) or tuple(angles.shape) != tuple(shape):
+        raise UsageError(
+            f"{run.best} holds evaluation {saved[0]} (value {saved[1]}, {tuple(angles.shape)} angles), not the best "
+            f"row of {run.history} (evaluation {row['iteration']}, value {row['value']!r}, {tuple(shape)} angles): "
+            f"copy the two files together from the same run"
+        )
+    return angles, row

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
-from tarot import classification
+from tarot import classification, cli
+from tarot.results import LabelMetrics
 from tarot.scoring import PromptSet, greedy_continuations
 
-TOPIC_DATASETS = ("review_topic", "ag_news")
 RUN_KIND = "Topic"  # own run folders: evaluateRotation.py on the same task would write another results.json
 ANSWER_TOKENS = 8
 # Words that name a label without being its exact string (plural/singular, AG News's "Sci/Tech").
@@ -37,7 +37,7 @@ def parse_label(text: str, labels: tuple[str, ...]) -> str | None:
     return best
 
 
-def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
+def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> LabelMetrics:
     """Accuracy and macro F1 of the topic read from a short greedy answer."""
     texts = [
         tokenizer.decode(ids, skip_special_tokens=True)
@@ -48,25 +48,17 @@ def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> dict:
         for text, choices, target in zip(texts, prompts.choices, prompts.targets, strict=True)
     ]
     correct = [float(p == t) for p, t in zip(predicted, prompts.targets, strict=True)]
-    return classification.label_metrics(correct, predicted, prompts.targets) | {
-        "unparsed": sum(p is None for p in predicted) / len(predicted),
-        "examples": texts[:3],
-    }
+    metrics = classification.label_metrics(correct, predicted, prompts.targets)
+    metrics["unparsed"] = sum(p is None for p in predicted) / len(predicted)
+    metrics["examples"] = texts[:3]
+    return metrics
 
 
 def train(argv=None):
-    return classification.train(
-        argv, datasets=TOPIC_DATASETS, kind=RUN_KIND, description="TaRot: search rotation angles on a topic task."
-    )
+    return classification.train(argv, flags=cli.topic_train_flags, kind=RUN_KIND)
 
 
 def evaluate(argv=None):
     return classification.evaluate(
-        argv,
-        datasets=TOPIC_DATASETS,
-        judge=generated_answer_judge,
-        kind=RUN_KIND,
-        train_script="train_topic.py",
-        description="TaRot: evaluate a topic task by the topic named in the "
-        "model's generated answer, unedited vs edited.",
+        argv, flags=cli.topic_evaluate_flags, judge=generated_answer_judge, kind=RUN_KIND, train_script="train_topic.py"
     )

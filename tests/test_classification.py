@@ -270,17 +270,6 @@ def test_choices_with_the_same_first_token_are_an_error(tmp_path, smollm2):
         build_prompts(smollm2[1], task, [], task.examples, [0], flag="--evalDataset")
 
 
-def test_one_answer_baseline(tmp_path):
-    import report
-
-    path = tmp_path / "task.jsonl"
-    path.write_text("".join(json.dumps({"id": i, "input": f"q{i}", "target": t}) + "\n" for i, t in enumerate("aaabb")))
-    one = report.one_answer(str(path), [0, 1, 2, 3])  # the test set: three a, one b
-    assert one["answer"] == "a" and one["accuracy"] == 0.75
-    assert one["f1"] == pytest.approx((6 / 7 + 0) / 2)  # F1 of a: 2*3 / (2*3 + 1 false positive); of b: 0
-    assert report.one_answer("ag_news_is_not_here", [0]) is None
-
-
 def test_script_exit_code_and_single_line(tmp_path):
     result = subprocess.run(
         [
@@ -344,8 +333,8 @@ def test_resume_refuses_changed_prompts_and_bad_seed(tmp_path, capsys):
 
 
 def test_export_never_overwrites_a_foreign_folder(tmp_path):
+    from tarot.cli import check_export_path
     from tarot.errors import UsageError
-    from tarot.models import check_export_path
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("precious")
@@ -383,38 +372,3 @@ def test_eval_dataset_scores_the_other_tasks_own_test_set(tmp_path, capsys):
         [*ep, "--evalDataset", "entailed_polarity"],
         "--evalDataset: 'entailed_polarity' is the task the angles were searched on",
     )
-
-
-def test_report_rebuilds_summary_byte_for_byte(tmp_path, monkeypatch):
-    import report
-
-    flags = [*TINY, "--dataset", "entailed_polarity", "--outputDir", str(tmp_path / "runs")]
-    for optimizer in ("bo", "random"):
-        train([*flags, "--optimizer", optimizer])
-        evaluate([*flags, "--optimizer", optimizer])
-    evaluate([*flags, "--optimizer", "bo", "--evalDataset", "navigate"])  # collateral damage
-    smaller = [*flags, "--optimizer", "bo", "--trainingDataSize", "3"]  # a study: one setting changed
-    train(smaller)
-    evaluate(smaller)
-    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(report, "MAIN", {"layer": [0, 2], "trainingDataSize": 4})
-    monkeypatch.setattr(report, "MAIN_EVALUATIONS", 4)
-    assert report.collect(tmp_path / "runs") == 3
-    monkeypatch.setattr(sys, "argv", ["report.py"])
-    report.main()
-    first = (tmp_path / "results" / "summary.json").read_bytes()
-    report.main()
-    assert (tmp_path / "results" / "summary.json").read_bytes() == first
-    summary = json.loads(first)
-    row = summary["classification"]["entailed_polarity"]
-    assert row["n_test"] == 12 and set(row["zero_shot"]) >= {"base", "tarot", "random"}
-    assert summary["average_improvement"]["few_shot"]["tasks"] == 1
-    readme = (tmp_path / "results" / "README.md").read_text()
-    assert "| entailed_polarity | 12 | few-shot |" in readme
-    assert list(summary["collateral"]) == ["entailed_polarity"]
-    assert summary["collateral"]["entailed_polarity"]["navigate"]["n_test"] == 12
-    assert "| entailed_polarity | navigate | 12 |" in readme
-    study = summary["studies"]["trainingDataSize"]["entailed_polarity"]
-    assert [row["trainingDataSize"] for row in study] == [3, 4] and summary["other_runs"] == []
-    assert "<!-- study:trainingDataSize -->" in readme
-    assert (tmp_path / "results" / "search_curves.png").stat().st_size > 1000

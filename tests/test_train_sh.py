@@ -1,72 +1,208 @@
-"""train.sh's orchestration: the line filter, two lines at a time, the barrier and failure reporting.
+"""train.sh: the listed lines (one experiment each, no quotes, the filter), the runs they name, a real runner
+(xargs -P 2) running them side by side, and the serial mode's failure report.
 
 The experiments themselves are the scripts' business (tested elsewhere); here a stand-in interpreter logs
-each call, so the whole file runs in seconds.
+each call, so every test runs in seconds.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
+import pytest
 from conftest import ROOT
 
-# Stands in for .venv/bin/python: logs "start"/"end" around each call; fails on winowhy's random line.
+from tarot import classification, cli, generation, topic
+from tarot.data import load_task
+
+# Stands in for .venv/bin/python: logs "start"/"end" around each call and each call's arguments one per line;
+# sleeps FAKE_SLEEP seconds; fails on winowhy's random-search line.
 FAKE_PYTHON = """#!/usr/bin/env bash
 echo "start $*" >> calls.log
-sleep 0.2
+printf '%s\\n' "$@" --- >> args.log
+sleep "${FAKE_SLEEP:-0}"
 echo "end $*" >> calls.log
 [[ "$*" == *"--dataset winowhy --optimizer random"* ]] && exit 3
 exit 0
 """
+EVALUATION_SCRIPT = {  # the search script -> its evaluation script
+    "trainRotation_NN_kernel.py": "evaluateRotation.py",
+    "train_topic.py": "test_topic.py",
+    "train_summarization.py": "test_summarization.py",
+}
+SCRIPT_FLAGS = {  # each script -> how it parses its flags, and the kind that names its run folders
+    "trainRotation_NN_kernel.py": (cli.train_flags, classification.RUN_KIND),
+    "evaluateRotation.py": (cli.evaluate_flags, classification.RUN_KIND),
+    "train_topic.py": (cli.topic_train_flags, topic.RUN_KIND),
+    "test_topic.py": (cli.topic_evaluate_flags, topic.RUN_KIND),
+    "train_summarization.py": (cli.generation_train_flags, generation.RUN_KIND),
+    "test_summarization.py": (cli.generation_evaluate_flags, generation.RUN_KIND),
+}
 
 
-def _run(tmp_path, *args, jobs="1"):
+def _setup(tmp_path):
     shutil.copy(ROOT / "train.sh", tmp_path / "train.sh")
     fake = tmp_path / "fake_python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
+    return {"PATH": "/usr/bin:/bin", "PY": str(fake)}
+
+
+def _bash(tmp_path, command: str, **env):
     result = subprocess.run(
-        ["bash", "train.sh", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "PY": str(fake), "JOBS": jobs},
+        ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, env=_setup(tmp_path) | env
     )
-    calls = (tmp_path / "calls.log").read_text().splitlines() if (tmp_path / "calls.log").exists() else []
-    return result, calls
+    log = tmp_path / "calls.log"
+    return result, log.read_text().splitlines() if log.exists() else []
 
 
-def test_filter_runs_only_matching_lines_in_order(tmp_path):
-    result, calls = _run(tmp_path, "dataset navigate --optimizer random")
+def _list(tmp_path, *args: str) -> list[str]:
+    result = subprocess.run(
+        ["bash", "train.sh", *args], cwd=tmp_path, capture_output=True, text=True, env=_setup(tmp_path)
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return result.stdout.splitlines()
+
+
+def _script_and_flags(command: str, fake: str) -> tuple[str, list[str]]:
+    words = command.split()
+    assert words[0] == fake
+    return words[1], words[2:]
+
+
+def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
+    fake = str(tmp_path / "fake_python")
+    lines, after = _list(tmp_path, "--list"), _list(tmp_path, "--list-after")
+    assert len(lines) == 8 + 2 + 6 + 1 + 3  # table, topic, generation, givens, training sizes
+    assert len(after) == 3  # entailed_polarity's angles on the three other tasks
+    for line in lines + after:
+        assert not set(line) & set("'\"\\"), line
+        assert "--angle_0=-1/4 --angle_1=1/4" in line
+    for line in lines:
+        search, evaluation, collect = line.split(" && ")
+        (train_script, flags), (test_script, test_flags) = (_script_and_flags(c, fake) for c in (search, evaluation))
+        assert EVALUATION_SCRIPT[train_script] == test_script and flags == test_flags
+        assert collect == f"{fake} report.py --collect runs"
+    for line in after:
+        evaluation, collect = line.split(" && ")
+        script, flags = _script_and_flags(evaluation, fake)
+        assert script == "evaluateRotation.py" and "--dataset entailed_polarity --optimizer bo --evalDataset" in line
+        assert collect == f"{fake} report.py --collect runs"
+    assert len(set(lines)) == len(lines)
+    # the filter keeps the lines that contain it, in order
+    navigate = _list(tmp_path, "--list", "navigate")
+    assert navigate == [line for line in lines if "navigate" in line] and len(navigate) == 2 + 3
+    assert _list(tmp_path, "--list", "optimizer random") == [line for line in lines if "optimizer random" in line]
+    assert len(_list(tmp_path, "--list", "optimizer random")) == 8
+    assert _list(tmp_path, "--list-after", "winowhy") == [after[1]]
+    assert _list(tmp_path, "--list", "no such text") == []
+
+
+def _identity(args, script: str) -> dict:
+    if "summarization" in script:
+        return generation._identity(args)  # adds the scorer and batch size
+    return cli.identity(args, load_task(args.dataset))
+
+
+def test_listed_lines_name_the_committed_runs(tmp_path):
+    """Every listed command parses with its script's flags and names the run folder (and identity) of a
+    committed run; --angle_0=-1/4 --angle_1=1/4 give the same folder and identity as 'neg 1/4' '1/4'."""
+    fake = str(tmp_path / "fake_python")
+    folders = set()
+    for line in _list(tmp_path, "--list") + _list(tmp_path, "--list-after"):
+        for command in line.split(" && ")[:-1]:  # the last one collects
+            script, flags = _script_and_flags(command, fake)
+            parse, kind = SCRIPT_FLAGS[script]
+            flags = [*flags, "--outputDir", str(ROOT / "results")]
+            index = flags.index("--angle_0=-1/4")
+            assert flags[index + 1] == "--angle_1=1/4"
+            args = parse(flags)
+            paper = parse([*flags[:index], "--angle_0", "neg 1/4", "--angle_1", "1/4", *flags[index + 2 :]])
+            path = cli.run_path(args, args.dataset, kind)
+            assert path == cli.run_path(paper, paper.dataset, kind)
+            assert args.angle_bounds == paper.angle_bounds == (-0.25, 0.25)
+            saved = json.loads((path / "config.json").read_text())["identity"]
+            assert _identity(args, script) == _identity(paper, script) == saved
+            folders.add(path)
+    assert len(folders) == 20
+
+
+def test_xargs_runs_two_lines_side_by_side(tmp_path):
+    result, calls = _bash(
+        tmp_path, "./train.sh --list navigate | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '{}'", FAKE_SLEEP="0.3"
+    )
     assert result.returncode == 0, result.stderr
-    starts = [c.split()[1] for c in calls if c.startswith("start")]
-    # train, evaluate, collect; then the final rebuild of the report
-    assert starts == ["trainRotation_NN_kernel.py", "evaluateRotation.py", "report.py", "report.py"]
-    assert all("--dataset navigate --optimizer random" in c for c in calls if "report.py" not in c)
-
-
-def test_two_jobs_run_every_line_report_failures_and_wait_at_the_barrier(tmp_path):
-    result, calls = _run(tmp_path, jobs="2")
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        line for line in result.stderr.strip().splitlines() if line.startswith("failed: ")
-    ]
-    assert "--dataset winowhy --optimizer random" in result.stderr and result.stderr.count("failed: ") == 1
-    # lines overlapped: some call started before the previous one ended
     running, most = 0, 0
     for call in calls:
         running += 1 if call.startswith("start") else -1
         most = max(most, running)
-    assert most == 2
-    # the collateral evaluations start only after every line above the barrier has ended
-    first_cross = next(i for i, c in enumerate(calls) if c.startswith("start") and "--evalDataset" in c)
-    xsum_end = max(i for i, c in enumerate(calls) if c.startswith("end") and "--dataset xsum" in c)
-    assert xsum_end < first_cross
-    assert sum(c.startswith("start trainRotation") for c in calls) == 8 + 1 + 3  # table, givens, sizes
+    assert most == 2  # some call started before another ended
+    starts = [call.split()[1] for call in calls if call.startswith("start")]
+    assert starts.count("trainRotation_NN_kernel.py") == starts.count("evaluateRotation.py") == 5
+    assert sum("report.py --collect runs" in call for call in calls if call.startswith("start")) == 5
+    # within a line, the evaluation starts after its search has ended
+    for flags in {call.split(maxsplit=2)[2] for call in calls if "trainRotation_NN_kernel.py" in call}:
+        assert calls.index(f"end trainRotation_NN_kernel.py {flags}") < calls.index(
+            f"start evaluateRotation.py {flags}"
+        )
 
 
-def test_bad_jobs_is_a_one_line_error(tmp_path):
-    result, calls = _run(tmp_path, jobs="two")
-    assert result.returncode == 2 and calls == []
-    assert result.stderr.strip() == "train.sh: error: JOBS must be a positive integer, got 'two'"
+def test_listed_line_passes_the_angle_flags_intact(tmp_path):
+    line = _list(tmp_path, "--list", "navigate --optimizer random")[0]
+    fake = str(tmp_path / "fake_python")
+    expected = line.split(" && ")[0].split()[1:]
+    for command in (
+        ["sh", "-c", line],
+        ["bash", "-c", "./train.sh --list 'navigate --optimizer random' | xargs -I{} sh -c '{}'"],
+    ):
+        (tmp_path / "args.log").unlink(missing_ok=True)
+        subprocess.run(command, cwd=tmp_path, env=_setup(tmp_path), check=True)
+        first_call = (tmp_path / "args.log").read_text().split("---\n")[0].splitlines()
+        assert first_call == expected
+        assert "--angle_0=-1/4" in first_call and "--angle_1=1/4" in first_call
+    assert fake not in expected
+
+
+def test_serial_mode_runs_past_a_failure_lists_it_and_exits_1(tmp_path):
+    result, calls = _bash(tmp_path, "./train.sh winowhy")
+    assert result.returncode == 1
+    failed = _list(tmp_path, "--list", "winowhy --optimizer random")
+    assert len(failed) == 1 and result.stderr.splitlines() == [f"failed: {failed[0]}"]
+    starts = [call.removeprefix("start ") for call in calls if call.startswith("start")]
+    scripts = [s.split()[0] + (" --collect" if "--collect" in s else "") for s in starts]
+    assert scripts == [
+        "trainRotation_NN_kernel.py",  # bo
+        "evaluateRotation.py",
+        "report.py --collect",
+        "trainRotation_NN_kernel.py",  # random: fails, so its line stops there
+        "evaluateRotation.py",  # the after stage still runs: entailed_polarity's angles on winowhy
+        "report.py --collect",
+        "report.py",  # once, at the end
+    ]
+    assert starts[4].endswith("--evalDataset winowhy") and starts[-1] == "report.py"
+
+
+def test_serial_mode_succeeds_on_a_filter(tmp_path):
+    result, calls = _bash(tmp_path, "./train.sh 'dataset navigate --optimizer random'")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    starts = [call.split(maxsplit=2)[1:] for call in calls if call.startswith("start")]
+    assert [s[0] for s in starts] == ["trainRotation_NN_kernel.py", "evaluateRotation.py", "report.py", "report.py"]
+    assert all("--dataset navigate --optimizer random" in s[1] for s in starts[:2])
+    assert starts[2][1] == "--collect runs" and len(starts[3]) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ('PY="my python" ./train.sh --list', "train.sh: error: PY must be a path of letters"),
+        ("./train.sh navigate winowhy", "train.sh: error: at most one FILTER, got 2"),
+        ("./train.sh --list navigate winowhy", "train.sh: error: at most one FILTER, got 2"),
+        ("./train.sh 'no such text'", "train.sh: error: FILTER 'no such text' matches no line"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(tmp_path, command, message):
+    result, calls = _bash(tmp_path, command)
+    assert result.returncode == 2 and calls == [] and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message), result.stderr

@@ -1,0 +1,161 @@
+"""report.py: results/ rebuilt byte for byte (the committed one, and one from tiny runs), the one-answer
+baseline, and a held-out evaluation redone from the files that --collect keeps, without the search."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT
+
+from tarot.classification import evaluate, train
+from tarot.errors import UsageError
+from tarot.report_select import KEPT_FILES, TRAIN_SH, Recipe, collect
+from tarot.report_summary import one_answer
+from tarot.runs import RunDir, read_jsonl, write_tensors
+from tarot.search import best_angles
+
+TINY = [
+    "--model",
+    "smollm2",
+    "--layer",
+    "0",
+    "2",
+    "--trainingDataSize",
+    "4",
+    "--initialPoints",
+    "2",
+    "--iterations",
+    "2",
+    "--testingDataSize",
+    "12",
+    "--batchSize",
+    "8",
+]
+# train.sh's recipe at TINY's settings and budget
+TINY_RECIPE = Recipe(
+    settings={"layer": [0, 2], "trainingDataSize": 4},
+    by_kind=TRAIN_SH.by_kind,
+    evaluations=4,
+    studied=TRAIN_SH.studied,
+)
+BUILT = ("summary.json", "README.md", "search_curves.png")
+COMMITTED_RUN = "results/smollm2/entailed_polarity/" + "_".join(
+    ["NN_kernel_layer_0_15_angle_-0.7854_0.7854_reasoning_prob_mix", "rotary_n20_bo_init4_seed0"]
+)
+_spec = importlib.util.spec_from_file_location("report", ROOT / "report.py")  # a script, not in the package
+assert _spec is not None and _spec.loader is not None
+report = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(report)
+
+
+def _key_paths(data: dict, prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in data.items():
+        paths.append(prefix + key)
+        if isinstance(value, dict):
+            paths += _key_paths(value, f"{prefix}{key}.")
+    return paths
+
+
+def test_committed_results_rebuild_byte_for_byte(tmp_path):
+    """The committed summary.json, README.md and figure are what report.py builds from the committed runs."""
+    copy = tmp_path / "results"
+    shutil.copytree(ROOT / "results", copy)
+    shutil.copy(ROOT / "report.py", tmp_path)  # its results/ is the copy
+    # spoilt, so that the build must rewrite them (the README's prose is hand-written: only a table is spoilt)
+    for name in ("summary.json", "search_curves.png"):
+        (copy / name).write_bytes((copy / name).read_bytes()[:100])
+    readme = (copy / "README.md").read_text()
+    assert readme.count("<!-- table -->\n") == 1
+    (copy / "README.md").write_text(readme.replace("<!-- table -->\n", "<!-- table -->\n| stale | row |\n"))
+    result = subprocess.run([sys.executable, "report.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("| task | n_test | setting |")
+    for name in BUILT:
+        assert (copy / name).read_bytes() == (ROOT / "results" / name).read_bytes(), name
+    assert not [p.name for p in copy.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_report_rebuilds_summary_byte_for_byte(tmp_path):
+    flags = [*TINY, "--dataset", "entailed_polarity", "--outputDir", str(tmp_path / "runs")]
+    for optimizer in ("bo", "random"):
+        train([*flags, "--optimizer", optimizer])
+        evaluate([*flags, "--optimizer", optimizer])
+    evaluate([*flags, "--optimizer", "bo", "--evalDataset", "navigate"])  # collateral damage
+    smaller = [*flags, "--optimizer", "bo", "--trainingDataSize", "3"]  # a study: one setting changed
+    train(smaller)
+    evaluate(smaller)
+    results = tmp_path / "results"
+    assert collect(tmp_path / "runs", results) == 3
+    report.build(results, TINY_RECIPE)
+    first = {name: (results / name).read_bytes() for name in BUILT}
+    report.build(results, TINY_RECIPE)
+    assert {name: (results / name).read_bytes() for name in BUILT} == first
+    summary = json.loads(first["summary.json"])
+    row = summary["classification"]["entailed_polarity"]
+    assert row["n_test"] == 12 and set(row["zero_shot"]) >= {"base", "tarot", "random"}
+    assert summary["average_improvement"]["few_shot"]["tasks"] == 1
+    readme = (results / "README.md").read_text()
+    assert "| entailed_polarity | 12 | few-shot |" in readme
+    assert list(summary["collateral"]) == ["entailed_polarity"]
+    assert summary["collateral"]["entailed_polarity"]["navigate"]["n_test"] == 12
+    assert "| entailed_polarity | navigate | 12 |" in readme
+    study = summary["studies"]["trainingDataSize"]["entailed_polarity"]
+    assert [row["trainingDataSize"] for row in study] == [3, 4] and summary["other_runs"] == []
+    assert "<!-- study:trainingDataSize -->" in readme
+    assert len(first["search_curves.png"]) > 1000
+    # with train.sh's own recipe none of these tiny runs is in the main table
+    report.build(results)
+    assert json.loads((results / "summary.json").read_text())["classification"] == {}
+
+
+def test_one_answer_baseline(tmp_path):
+    path = tmp_path / "task.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "input": f"q{i}", "target": t}) + "\n" for i, t in enumerate("aaabb")))
+    one = one_answer(str(path), [0, 1, 2, 3])  # the test set: three a, one b
+    assert one is not None and one["answer"] == "a" and one["accuracy"] == 0.75
+    assert one["f1"] == pytest.approx((6 / 7 + 0) / 2)  # F1 of a: 2*3 / (2*3 + 1 false positive); of b: 0
+    assert one_answer("ag_news_is_not_here", [0]) is None
+
+
+def test_evaluation_from_the_collected_files_alone(tmp_path):
+    """results/ keeps the best angles and the split: the evaluation needs neither runs/ nor a new search."""
+    flags = [*TINY, "--dataset", "entailed_polarity", "--iterations", "4", "--testingDataSize", "8"]
+    original = train([*flags, "--outputDir", str(tmp_path / "runs")])
+    expected = evaluate([*flags, "--outputDir", str(tmp_path / "runs")])
+    assert collect(tmp_path / "runs", tmp_path / "results") == 1
+    kept = RunDir(tmp_path / "results" / original.path.relative_to(tmp_path / "runs"))
+    assert sorted(p.name for p in kept.path.iterdir() if not p.name.startswith(".")) == sorted(
+        ["config.json", "split.json", "history.jsonl", "best_angles.safetensors", "results.json"]
+    )
+    assert "points.safetensors" not in KEPT_FILES and not kept.points.exists()
+    best = max(read_jsonl(kept.history), key=lambda row: row["value"])
+    assert best["iteration"] > 0  # edited angles, not the unedited model's zeros
+    kept.results.unlink()
+    again = evaluate([*flags, "--outputDir", str(tmp_path / "results")])
+    assert again == expected and json.loads(kept.results.read_text()) == expected
+    assert again["best_iteration"] == best["iteration"] and again["evaluations"] == 2 + 4
+    # the keys, in order, of the committed files (tarot/results.py): the report reads both alike
+    committed = json.loads((ROOT / COMMITTED_RUN / "results_on_navigate.json").read_text())
+    assert _key_paths(json.loads(kept.results.read_text())) == _key_paths(committed)
+
+    # angles that are not those of the history's best row, or none at all: a one-line error
+    shape = tuple(json.loads(kept.config.read_text())["angle_shape"])
+    angles, row = best_angles(kept, shape)
+    assert torch.equal(angles, best_angles(original, shape)[0]) and row == best
+    other = (best["iteration"] + 1) % 6
+    write_tensors(kept.best, {"angles": angles}, {"iteration": str(other), "value": repr(best["value"])})
+    with pytest.raises(UsageError, match=f"holds evaluation {other} .* not the best row of .*history.jsonl"):
+        best_angles(kept, shape)
+    kept.best.unlink()
+    with pytest.raises(UsageError, match=r"holds neither points\.safetensors nor best_angles\.safetensors"):
+        best_angles(kept, shape)
+    kept.split.unlink()  # as in the runs collected before split.json was kept
+    with pytest.raises(UsageError, match=r"no split\.json in .*: run trainRotation_NN_kernel\.py with these flags"):
+        kept.require_trained({}, "trainRotation_NN_kernel.py")
