@@ -19,19 +19,27 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tarot.cli import run_main
-from tarot.report_plots import search_curves
-from tarot.report_select import TRAIN_SH, Recipe, collect, load_runs, select
-from tarot.report_summary import summarise
-from tarot.report_tables import fill, sections
-from tarot.runs import atomic_write
+
+if TYPE_CHECKING:
+    from tarot.report_select import Recipe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def build(results: Path, recipe: Recipe = TRAIN_SH) -> dict[str, str]:
-    """Rebuild summary.json, the README's tables and the figure in ``results``; return the tables."""
+def build(results: Path, recipe: Recipe | None = None) -> dict[str, str]:
+    """Rebuild summary.json, the README's tables and the figure in ``results``; return the tables.
+    ``recipe``: the settings of the main table (train.sh's by default)."""
+    # imported here, so that --help answers before torch (which the run files' readers load) is imported
+    from tarot.report_plots import search_curves
+    from tarot.report_select import TRAIN_SH, load_runs, select
+    from tarot.report_summary import summarise
+    from tarot.report_tables import fill, sections
+    from tarot.runs import atomic_write
+
+    recipe = recipe or TRAIN_SH
     selection = select(load_runs(results), recipe)
     summary = summarise(selection, recipe)
     results.mkdir(exist_ok=True)
@@ -52,6 +60,8 @@ def main() -> None:
     parser.add_argument("--collect", metavar="RUNS_DIR", help="first copy finished runs from this folder")
     args = parser.parse_args()
     if args.collect:
+        from tarot.report_select import collect
+
         copied = collect(Path(args.collect), RESULTS)
         build(RESULTS)
         print(f"collected {copied} finished runs into {RESULTS}; rebuilt summary.json, README.md, search_curves.png")

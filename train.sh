@@ -19,6 +19,7 @@
 #
 # GNU parallel keeps a log of each line's exit code and re-runs only the failed ones:
 #
+#   mkdir -p runs   # parallel does not create the joblog's folder
 #   ./train.sh --list | OMP_NUM_THREADS=1 parallel -j 2 --joblog runs/jobs.log
 #   ./train.sh --list | OMP_NUM_THREADS=1 parallel -j 2 --joblog runs/jobs.log --resume-failed
 #   ./train.sh --list | parallel -S host1,host2 --workdir DIR   (a checkout with .venv at DIR on each host;

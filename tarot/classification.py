@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,7 +14,6 @@ import torch
 import rotation
 from tarot import cli
 from tarot.data import MAX_SHOTS, Split, Task, load_task, make_split, task_name
-from tarot.errors import UsageError
 from tarot.models import context_length, load_model, save_model
 from tarot.results import ClassificationResults, LabelMetrics, Setting, write_classification
 from tarot.runs import RunDir, read_jsonl
@@ -23,10 +23,6 @@ from tarot.stats import macro_f1, one_answer, summary
 
 RUN_KIND = "NN_kernel"
 Flags = Callable[[Sequence[str] | None], argparse.Namespace]  # parses and checks a script's flags (tarot/cli.py)
-
-
-def parser(description: str) -> argparse.ArgumentParser:
-    return cli.classification_parser(description)
 
 
 def _setup(args, kind: str) -> tuple[Task, Split, RunDir]:
@@ -184,14 +180,15 @@ def evaluate(
     args) -> metrics`` scores the model in its current state (next token here, generated words for topics)."""
     args = flags(argv)
     task, split, run = _setup(args, kind)
-    if not run.config.exists():  # checked before the model loads
-        raise UsageError(f"no trained run for these flags at {run.path}: run {train_script} first")
+    run.require_search(train_script)
     output = run.results if args.evalDataset is None else run.cross_results(task_name(args.evalDataset))
     with run.locked(output):  # other evaluations of this run may go on, not its search nor one writing output
-        return _evaluate(args, task, split, run, judge, train_script)
+        return _evaluate(args, task, split, run, judge, train_script, output)
 
 
-def _evaluate(args, task: Task, split: Split, run: RunDir, judge: Judge, train_script: str) -> ClassificationResults:
+def _evaluate(
+    args, task: Task, split: Split, run: RunDir, judge: Judge, train_script: str, output: Path
+) -> ClassificationResults:
     eval_task, eval_split = task, split
     if args.evalDataset is not None:
         eval_task = load_task(args.evalDataset, flag="--evalDataset")  # its own instruction: its prompts
@@ -254,7 +251,6 @@ def _evaluate(args, task: Task, split: Split, run: RunDir, judge: Judge, train_s
         "zero_shot": settings["zero_shot"],
         "few_shot": settings["few_shot"],
     }
-    output = run.results if eval_task is task else run.cross_results(eval_task.name)
     write_classification(output, results)
     print(_table(results, judge, one_answer([e.target for e in eval_split.test])))
     print(f"written {output}")

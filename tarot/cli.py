@@ -129,7 +129,7 @@ def check_output_dir(output_dir: str) -> None:
     if not existing.is_dir():
         where = "" if existing == path else f" (it would be inside {existing})"
         raise UsageError(f"--outputDir: {existing} is a file, not a folder{where}; give a folder")
-    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--outputDir: cannot write in {existing} (no permission); give another folder")
 
 
@@ -223,6 +223,17 @@ def generation_flags(argv: Sequence[str] | None, *, description: str) -> argpars
     if args.instruction is not None and args.dataset != "xsum":
         raise UsageError("--instruction: only xsum prompts have an instruction; imdb and toxicity continue raw text")
     args.scorer = args.scorer or choices.DEFAULT_SCORERS[args.dataset]
+    if not (args.scorer in choices.SCORER_NAMES or args.scorer.startswith("hf:")):
+        raise UsageError(f"--scorer: unknown {args.scorer!r}; choose one of {', '.join(choices.SCORER_NAMES)}")
+    if (args.scorer in choices.REFERENCE_SCORERS) != (args.dataset == "xsum"):  # only xsum has references
+        raise UsageError(
+            f"--scorer: {args.scorer!r} does not fit {args.dataset}: "
+            + (
+                "xsum needs a scorer that compares with the reference (rouge)"
+                if args.dataset == "xsum"
+                else "it needs reference texts, which only xsum has; use a classifier such as sentiment or toxicity"
+            )
+        )
     check_output_dir(args.outputDir)
     return args
 

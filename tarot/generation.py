@@ -163,10 +163,6 @@ def distinct_2(continuations: list[str]) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def parser(description: str):
-    return cli.generation_parser(description)
-
-
 @dataclass(frozen=True)
 class _Data:
     name: str
@@ -188,16 +184,7 @@ def _run(args) -> RunDir:
 
 
 def _setup(args):
-    scorer = make_scorer(args.scorer)
-    if scorer.needs_references != (args.dataset == "xsum"):  # only xsum has references to compare with
-        raise UsageError(
-            f"--scorer: {args.scorer!r} does not fit {args.dataset}: "
-            + (
-                "xsum needs a scorer that compares with the reference (rouge)"
-                if args.dataset == "xsum"
-                else "it needs reference texts, which only xsum has; use a classifier such as sentiment or toxicity"
-            )
-        )
+    scorer = make_scorer(args.scorer)  # the name and its fit to the dataset were checked with the flags
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     examples = load_prompts(args.dataset, tokenizer, args.seed, args.instruction)
     if args.trainingDataSize >= len(examples):
@@ -244,8 +231,7 @@ def _search(args, run: RunDir) -> None:
 def evaluate(argv=None) -> GenerationResults:
     args = cli.generation_evaluate_flags(argv)
     run = _run(args)
-    if not run.config.exists():  # checked before the model loads
-        raise UsageError(f"no trained run for these flags at {run.path}: run train_summarization.py first")
+    run.require_search("train_summarization.py")
     with run.locked(run.results):  # other evaluations of this run may go on, not its search nor another of these
         return _evaluate(args, run)
 

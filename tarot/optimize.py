@@ -33,7 +33,7 @@ import scipy.sparse
 from bayes_opt.acquisition import ExpectedImprovement
 from scipy.spatial.distance import pdist, squareform
 
-OPTIMIZER_KINDS = ("bo", "random")
+from tarot.choices import OPTIMIZER_KINDS
 
 
 class Optimizer(Protocol):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from tarot.choices import DEFAULT_SCORERS
 from tarot.errors import UsageError
-from tarot.generation import DEFAULT_SCORERS
 from tarot.results import ClassificationResults, GenerationResults, Results, read_classification, read_generation
 from tarot.runs import CROSS_RESULTS_PREFIX, atomic_write, read_jsonl
 

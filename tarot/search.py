@@ -3,7 +3,8 @@
 A script provides an ``objective(angles) -> dict of metrics`` (higher is better for the chosen metric);
 this module runs the optimiser over it inside a run directory. Because suggestions are a pure function of
 the seed and the history (tarot/optimize.py), reloading the history and continuing gives exactly the
-history an uninterrupted run gives.
+history an uninterrupted run gives; a run kept without its points (results/ keeps only the small files)
+gets them back by replaying the optimiser over its logged values.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from tarot import cli
 from tarot.errors import UsageError
-from tarot.optimize import make_optimizer
+from tarot.optimize import Optimizer, make_optimizer
 from tarot.runs import RunDir, git_commit, read_json, read_jsonl, read_tensors, versions, write_json, write_tensors
 
 
@@ -49,8 +50,11 @@ def search(run: RunDir, spec: SearchSpec, objective: Callable[[np.ndarray], dict
         initial_points=spec.initial_points,
         include_zero=spec.lower <= 0 <= spec.upper,
     )
-    history, points = run.load_evaluations()
-    points = np.zeros((0, dim)) if points is None else points
+    if run.history.exists() and not run.points.exists():  # a run kept in results/: its small files only
+        history, points = _replayed(run, spec, optimizer, objective)
+    else:
+        history, logged = run.load_evaluations()
+        points = np.zeros((0, dim)) if logged is None else logged
     if points.shape[1] != dim:
         raise UsageError(f"{run.points} holds {points.shape[1]}-dimensional points, this search has {dim}")
     total = spec.initial_points + spec.iterations
@@ -98,6 +102,38 @@ def search(run: RunDir, spec: SearchSpec, objective: Callable[[np.ndarray], dict
     return history
 
 
+def _replayed(
+    run: RunDir, spec: SearchSpec, optimizer: Optimizer, objective: Callable[[np.ndarray], dict]
+) -> tuple[list[dict], np.ndarray]:
+    """The evaluated points of a run whose points.safetensors is missing, rebuilt from its history.
+
+    Suggestions are a pure function of the seed and the history, so feeding the logged values back to the
+    optimiser gives every evaluated point again, bit for bit, without the model. One evaluation checks it:
+    the best point must score its logged value again (to 1e-4: the thread count moves the last digits).
+    Writes points.safetensors and best_angles.safetensors, as the search would have.
+    """
+    history = run.read_history()
+    values = np.array([row["value"] for row in history], dtype=np.float64)
+    points = np.zeros((0, int(np.prod(spec.shape))))
+    for _ in tqdm(history, desc="replay", unit="point", leave=False):
+        points = np.vstack([points, optimizer.suggest(points, values[: len(points)])[None]])
+    best = int(np.argmax(values))  # the first of equal values, as the search kept
+    again = float(objective(points[best])[spec.metric])
+    if not math.isclose(again, values[best], rel_tol=1e-4, abs_tol=1e-6):
+        raise UsageError(
+            f"{run.points} is missing, and the point replayed from the seed and {run.history} scores {again!r}, "
+            f"not the logged {values[best]!r} (evaluation {best}): the code or data changed since this run; "
+            f"search again into another --outputDir"
+        )
+    run.save_evaluations(history, points)
+    write_tensors(
+        run.best,
+        {"angles": torch.from_numpy(points[best].reshape(spec.shape).copy())},
+        {"iteration": str(best), "value": repr(float(values[best]))},
+    )
+    return history, points
+
+
 def start_search(
     run: RunDir,
     args,
@@ -115,7 +151,10 @@ def start_search(
     """
     lower, upper = cli.radians(args)
     if run.config.exists():
-        run.require_same_split(record)
+        if run.split.exists():
+            run.require_same_split(record)
+        else:  # a run kept in results/ before report.py kept split.json: what these flags build
+            write_json(run.split, record)
         config = read_json(run.config)
         config["sessions"].append({"command": sys.argv, "versions": versions(), "git_commit": git_commit()})
     else:

@@ -119,6 +119,16 @@ def test_help_answers_without_importing_torch(script):
             "toxicity continue raw text",
         ),
         (
+            ["train_summarization.py", "--dataset", "imdb", "--scorer", "bogus"],
+            "train_summarization.py: error: --scorer: unknown 'bogus'; choose one of sentiment, sentiment:spacy, "
+            "sentiment:textblob, sentiment:vader, toxicity, toxicity:profanity, rouge, hf:<model id>[:<label>]",
+        ),
+        (
+            ["test_summarization.py", "--dataset", "imdb", "--scorer", "rouge"],
+            "test_summarization.py: error: --scorer: 'rouge' does not fit imdb: it needs reference texts, which "
+            "only xsum has; use a classifier such as sentiment or toxicity",
+        ),
+        (
             ["evaluateRotation.py", "--dataset", "navigate", "--evalDataset", "nope"],
             "evaluateRotation.py: error: --evalDataset: unknown 'nope'; choose one of color, navigate, "
             "entailed_polarity, winowhy, review_topic, ag_news or give a path to a .jsonl file",
@@ -131,14 +141,18 @@ def test_flag_errors_answer_without_importing_torch(argv, message):
     assert "tarot.cli" in imported and not _heavy(imported)
 
 
+def test_report_help_answers_without_importing_torch():
+    result, imported, stderr = _script("report.py", "--help")
+    assert result.returncode == 0 and "--collect" in result.stdout and stderr == []
+    assert not _heavy(imported)
+
+
 def test_flag_choices_agree_with_the_modules_that_implement_them():
     import rotation
-    from tarot import generation, models, optimize, scoring
+    from tarot import generation, models, scoring
 
     assert (rotation.METHODS, rotation.MODULES) == (choices.METHODS, choices.MODULES)
     assert all(rotation.num_angles(method, 4) > 0 for method in choices.METHODS)
-    assert optimize.OPTIMIZER_KINDS == choices.OPTIMIZER_KINDS
-    assert scoring.METRICS == choices.CLASSIFICATION_METRICS
     prompts = PromptSet([""], [[1]], [1], [0], [[]], ["a"])
     values = scoring.objective_values(torch.zeros(1, 5), prompts, torch.zeros(1, 5))
     assert set(values) == set(choices.CLASSIFICATION_METRICS)
@@ -271,7 +285,11 @@ def test_4_run_folder_locks(tmp_path):
     output file. (flock locks of two open files conflict within one process too.)"""
     run = RunDir(tmp_path / "run")
     folder, pid = re.escape(str(run.path)), os.getpid()
+    with run.locked():  # a search that fails before writing anything leaves no folder behind
+        pass
+    assert not run.path.exists()
     with run.locked():
+        run.config.write_text("{}")
         search = rf"^--outputDir: {folder} is in use: a search is running on it \(PID {pid}\)"
         with pytest.raises(UsageError, match=search), run.locked():
             pass
@@ -287,7 +305,7 @@ def test_4_run_folder_locks(tmp_path):
             pass
     with run.locked():  # everything was released
         pass
-    assert all(path.name.startswith(".") for path in run.path.iterdir())  # lock files are hidden
+    assert all(path.name.startswith(".") for path in run.path.iterdir() if path != run.config)  # hidden locks
 
 
 def test_4_a_second_process_on_a_run_folder_stops_at_once(tmp_path, capsys):
@@ -340,6 +358,9 @@ def test_5_damaged_run_files_are_one_line_errors(trained, tmp_path, capsys):
     for main in (train, evaluate):
         err = _fails(capsys, main, flags, f"{run.history}:2 is damaged (not valid JSON")
         assert "delete line 2 and those after it to resume" in err
+    run.history.write_bytes(b"\xff\n")  # not UTF-8 at all
+    for main in (train, evaluate):
+        _fails(capsys, main, flags, f"{run.history} is damaged (not UTF-8 text")
     run.history.write_text(history[0] + "\n")  # doing what the message says resumes the search
     train(flags)
     assert [json.loads(line)["value"] for line in run.history.read_text().splitlines()] == [

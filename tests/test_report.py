@@ -17,7 +17,7 @@ from tarot.classification import evaluate, train
 from tarot.errors import UsageError
 from tarot.report_select import KEPT_FILES, TRAIN_SH, Recipe, collect
 from tarot.report_summary import one_answer
-from tarot.runs import RunDir, read_jsonl, write_tensors
+from tarot.runs import RunDir, read_jsonl, read_tensors, write_tensors
 from tarot.search import best_angles
 
 TINY = [
@@ -157,5 +157,34 @@ def test_evaluation_from_the_collected_files_alone(tmp_path):
     with pytest.raises(UsageError, match=r"holds neither points\.safetensors nor best_angles\.safetensors"):
         best_angles(kept, shape)
     kept.split.unlink()  # as in the runs collected before split.json was kept
-    with pytest.raises(UsageError, match=r"no split\.json in .*: run trainRotation_NN_kernel\.py with these flags"):
+    with pytest.raises(
+        UsageError,
+        match=r"no split\.json in .*: run trainRotation_NN_kernel\.py with these flags and --output",
+    ):
         kept.require_trained({}, "trainRotation_NN_kernel.py")
+
+
+def test_a_kept_run_without_its_points_gets_them_back_by_replaying_the_search(tmp_path):
+    """The runs committed before results/ kept split.json and best_angles.safetensors: training again into
+    their folder replays the optimiser over the logged values (the same points, bit for bit; one evaluation
+    checks the best), so they can be evaluated again without searching."""
+    flags = [*TINY, "--dataset", "entailed_polarity", "--iterations", "4"]
+    original = train([*flags, "--outputDir", str(tmp_path / "runs")])
+    kept = RunDir(tmp_path / "kept" / original.path.relative_to(tmp_path / "runs"))
+    kept.path.mkdir(parents=True)
+    for name in ("config.json", "history.jsonl"):
+        shutil.copy(original.path / name, kept.path / name)
+    train([*flags, "--outputDir", str(tmp_path / "kept")])
+    assert torch.equal(read_tensors(kept.points)["points"], read_tensors(original.points)["points"])
+    assert torch.equal(read_tensors(kept.best)["angles"], read_tensors(original.best)["angles"])
+    assert json.loads(kept.split.read_text()) == json.loads(original.split.read_text())
+    assert read_jsonl(kept.history) == read_jsonl(original.history)
+
+    # a history whose best value the replayed point does not score again: the code or data changed
+    history = read_jsonl(kept.history)
+    best = max(range(len(history)), key=lambda i: history[i]["value"])
+    history[best]["value"] += 0.1
+    kept.history.write_text("".join(json.dumps(row) + "\n" for row in history))
+    kept.points.unlink()
+    with pytest.raises(UsageError, match=r"points\.safetensors is missing, and the point replayed .* scores"):
+        train([*flags, "--outputDir", str(tmp_path / "kept")])
