@@ -19,22 +19,27 @@ from tarot.results import ClassificationResults, LabelMetrics, Setting, write_cl
 from tarot.runs import RunDir, read_jsonl
 from tarot.scoring import PromptSet, build_prompts, last_logits, objective_values
 from tarot.search import best_angles, start_search
-from tarot.stats import macro_f1, one_answer, summary
+from tarot.stats import macro_f1, one_answer, paired_metric_interval, summary
 
 RUN_KIND = "NN_kernel"
 Flags = Callable[[Sequence[str] | None], argparse.Namespace]  # parses and checks a script's flags (tarot/cli.py)
 
 
-def _setup(args, kind: str) -> tuple[Task, Split, RunDir]:
-    """Everything that can be checked before the model loads."""
-    task = load_task(args.dataset, args.instruction)
-    split = make_split(
+def task_split(task: Task, args) -> Split:
+    """The split these flags give (the same for every method run with them: TaRot and the baselines)."""
+    return make_split(
         task,
         train_size=args.trainingDataSize,
         test_size=args.testingDataSize,
         seed=args.seed,
         few_shot=args.fewShotCategory,
     )
+
+
+def _setup(args, kind: str) -> tuple[Task, Split, RunDir]:
+    """Everything that can be checked before the model loads."""
+    task = load_task(args.dataset, args.instruction)
+    split = task_split(task, args)
     run = RunDir(cli.run_path(args, task.name, kind))
     run.check_identity(cli.identity(args, task))
     run.read_history()  # a damaged history is reported before the model loads
@@ -106,25 +111,61 @@ def classify(logits: torch.Tensor, prompts: PromptSet, tokenizer) -> LabelMetric
     def word(token_id: int) -> str:
         return tokenizer.decode([token_id]).strip().lower()
 
-    exact, restricted, predicted = [], [], []
+    exact, restricted, predicted, ranked_first = [], [], [], []
     rows = zip(prompts.answer_ids, prompts.choice_ids, prompts.choices, strict=True)
     for row, (answer, choice_ids, choices) in enumerate(rows):
         exact.append(float(word(top[row]) == word(answer) != ""))
         if choice_ids:
-            restricted.append(float(choice_ids[int(logits[row, choice_ids].argmax())] == answer))
+            best = int(logits[row, choice_ids].argmax())
+            restricted.append(float(choice_ids[best] == answer))
+            ranked_first.append(choices[best])
         # the label whose first token reads as the top token; else the token itself (counts as wrong)
         by_word = {word(i): c for i, c in zip(choice_ids, choices, strict=True)} | {word(answer): prompts.targets[row]}
         predicted.append(by_word.get(word(top[row]), word(top[row])))
     metrics = label_metrics(exact, predicted, prompts.targets)
     if restricted:
-        metrics["restricted_accuracy"] = summary(restricted)["mean"]
-        metrics["restricted_accuracy_ci95"] = summary(restricted)["ci95"]
+        metrics |= restricted_metrics(ranked_first, prompts.targets)
     return metrics
 
 
 def label_metrics(correct: list[float], predicted: Sequence[str | None], targets: Sequence[str]) -> LabelMetrics:
     stats = summary(correct)
-    return {"accuracy": stats["mean"], "accuracy_ci95": stats["ci95"], "f1": macro_f1(predicted, targets)}
+    return {
+        "accuracy": stats["mean"],
+        "accuracy_ci95": stats["ci95"],
+        "f1": macro_f1(predicted, targets),
+        "predictions": list(predicted),
+    }
+
+
+def restricted_metrics(ranked_first: Sequence[str], targets: Sequence[str]) -> LabelMetrics:
+    """Accuracy (with its interval) and macro F1 of the choices ranked first: the model made to pick one."""
+    stats = summary([float(p == t) for p, t in zip(ranked_first, targets, strict=True)])
+    return {  # type: ignore[typeddict-item]  # the restricted half of LabelMetrics, merged into a whole one
+        "restricted_accuracy": stats["mean"],
+        "restricted_accuracy_ci95": stats["ci95"],
+        "restricted_f1": macro_f1(ranked_first, targets),
+        "restricted_predictions": list(ranked_first),
+    }
+
+
+# metric -> the predictions it is computed from, and how
+PAIRED_METRICS = {
+    "accuracy": ("predictions", "accuracy"),
+    "f1": ("predictions", "f1"),
+    "restricted_accuracy": ("restricted_predictions", "accuracy"),
+    "restricted_f1": ("restricted_predictions", "f1"),
+}
+
+
+def paired_intervals(edited: LabelMetrics, unedited: LabelMetrics, targets: Sequence[str]) -> dict[str, list[float]]:
+    """Paired bootstrap 95% intervals of (edited - unedited) on the same questions, for every metric whose
+    predictions both hold."""
+    intervals = {}
+    for metric, (key, kind) in PAIRED_METRICS.items():
+        if key in edited and key in unedited:
+            intervals[metric] = paired_metric_interval(kind, edited[key], unedited[key], targets)  # type: ignore[literal-required]
+    return intervals
 
 
 Judge = Callable[..., LabelMetrics]  # judge(model, tokenizer, prompts, args): the model as it is now
@@ -140,15 +181,19 @@ def _table(results: ClassificationResults, judge: Judge, baseline: dict) -> str:
     lines = [
         f"n_test = {results['n_test']}"
         + (f" of {results['evaluated_on']} (angles searched on {results['trained_on']})" if cross else ""),
-        f"{'setting':<10} {'model':<7} {'accuracy':>9} {'95% CI':>15} {'restricted':>11} {'f1':>6}",
+        f"{'setting':<10} {'model':<7} {'accuracy':>9} {'95% CI':>15} {'restricted':>11} {'f1':>6} "
+        f"{'restr. f1':>9} {'paired 95% CI of the change in restr. f1':>41}",
     ]
     for setting in ("zero_shot", "few_shot"):
         for who in ("base", "tarot"):
             r = results[setting][who]
             ci = "[{:.2f}, {:.2f}]".format(*r["accuracy_ci95"])
+            paired = r.get("paired_ci95", {}).get("restricted_f1")
             lines.append(
                 f"{setting:<10} {who:<7} {r['accuracy']:>9.3f} {ci:>15} "
-                f"{r.get('restricted_accuracy', float('nan')):>11.3f} {r['f1']:>6.3f}"
+                f"{r.get('restricted_accuracy', float('nan')):>11.3f} {r['f1']:>6.3f} "
+                f"{r.get('restricted_f1', float('nan')):>9.3f} "
+                + (f"{'[{:+.3f}, {:+.3f}]'.format(*paired):>41}" if paired else "")
             )
     lines.append(
         f"{'one answer ' + repr(baseline['answer']):<18} {baseline['accuracy']:>9.3f} {'':>15} {'':>11} "
@@ -192,13 +237,7 @@ def _evaluate(
     eval_task, eval_split = task, split
     if args.evalDataset is not None:
         eval_task = load_task(args.evalDataset, flag="--evalDataset")  # its own instruction: its prompts
-        eval_split = make_split(
-            eval_task,
-            train_size=args.trainingDataSize,
-            test_size=args.testingDataSize,
-            seed=args.seed,
-            few_shot=args.fewShotCategory,
-        )
+        eval_split = task_split(eval_task, args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     run.require_trained(
         _split_record(split, build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)), train_script
@@ -236,6 +275,7 @@ def _evaluate(
         base = judge(model, tokenizer, prompts, args)
         with rotation.rotated(model, angles, **edit):
             tarot = judge(model, tokenizer, prompts, args)
+        tarot["paired_ci95"] = paired_intervals(tarot, base, prompts.targets)
         settings[setting] = {"shots": shots, "base": base, "tarot": tarot}
     results: ClassificationResults = {
         "n_test": n_test,

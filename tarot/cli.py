@@ -147,10 +147,20 @@ def check_export_path(path: str | Path) -> Path:
 # ---- each script's flags ----------------------------------------------------------------------
 
 
-def classification_parser(description: str, *, evaluation: bool = False) -> argparse.ArgumentParser:
+def classification_parser(
+    description: str, *, evaluation: bool = False, baseline: bool = False
+) -> argparse.ArgumentParser:
     parser = build_parser(
         description, metrics=choices.CLASSIFICATION_METRICS, default_metric="prob", default_test_size=200
     )
+    if baseline:
+        parser.add_argument_group("baseline").add_argument(
+            "--method",
+            required=True,
+            choices=choices.BASELINE_METHODS,
+            help="contextual: contextual calibration (Zhao et al. 2021) with content-free inputs; batch: batch "
+            "calibration (Zhou et al. 2024) estimated on the training inputs",
+        )
     if evaluation:
         group = parser.add_argument_group("evaluation")
         group.add_argument(
@@ -176,11 +186,12 @@ def classification_flags(
     description: str,
     evaluation: bool = False,
     datasets: tuple[str, ...] | None = None,
+    baseline: bool = False,
 ) -> argparse.Namespace:
     """Parse and check a classification script's flags, reading no data; ``datasets`` restricts --dataset.
     An --instruction equal to the task's own becomes None, so a run's identity does not depend on whether
     the default was typed out."""
-    args = parse(classification_parser(description, evaluation=evaluation), argv)
+    args = parse(classification_parser(description, evaluation=evaluation, baseline=baseline), argv)
     if datasets is not None and args.dataset not in datasets:
         raise UsageError(f"--dataset: {args.dataset!r} is not one of {', '.join(datasets)}")
     check_source(args.dataset)
@@ -267,6 +278,13 @@ def topic_evaluate_flags(argv: Sequence[str] | None = None) -> argparse.Namespac
         "unedited vs edited.",
         evaluation=True,
         datasets=choices.TOPIC_DATASETS,
+    )
+
+
+def baseline_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """baselines.py: a TaRot line's flags (the same split, training prompts and test questions) + --method."""
+    return classification_flags(
+        argv, description="A baseline TaRot is compared with, on the same questions as TaRot's line.", baseline=True
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from tarot.choices import DEFAULT_SCORERS
+from tarot.choices import BASELINE_RUN_KIND, DEFAULT_SCORERS
 from tarot.errors import UsageError
 from tarot.results import ClassificationResults, GenerationResults, Results, read_classification, read_generation
 from tarot.runs import CROSS_RESULTS_PREFIX, atomic_write, read_jsonl
@@ -140,7 +140,12 @@ def _read(run: Path, results: Path) -> Run:
 
 
 def load_runs(results: Path) -> list[Run]:
-    return [_read(path.parent, results) for path in sorted(results.rglob("results.json"))]
+    """TaRot's runs (searches and their evaluations); not the baselines' folders, which hold no search."""
+    return [
+        _read(path.parent, results)
+        for path in sorted(results.rglob("results.json"))
+        if not path.parent.name.startswith(f"{BASELINE_RUN_KIND}_")
+    ]
 
 
 def full_budget(run: Run, recipe: Recipe) -> bool:

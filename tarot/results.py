@@ -22,6 +22,12 @@ class LabelMetrics(TypedDict):
     f1: float  # macro F1 over the test set's answers
     restricted_accuracy: NotRequired[float]  # next-token judge: argmax over the choices' first tokens
     restricted_accuracy_ci95: NotRequired[list[float]]
+    restricted_f1: NotRequired[float]  # macro F1 of the restricted predictions
+    predictions: NotRequired[list[str | None]]  # the label each question was answered with (exact match)
+    restricted_predictions: NotRequired[list[str]]  # the choice ranked first
+    # an edited model or a baseline: paired bootstrap 95% interval of (it - unedited) on the same questions,
+    # for each of accuracy, f1, restricted_accuracy, restricted_f1 that both have
+    paired_ci95: NotRequired[dict[str, list[float]]]
     unparsed: NotRequired[float]  # generated-answer judge (topics): share of answers naming no label
     examples: NotRequired[list[str]]  # generated-answer judge: the first three answers
 

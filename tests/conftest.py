@@ -81,3 +81,37 @@ def smollm2():
 @pytest.fixture
 def tokens():
     return torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))
+
+
+def tiny_flags(*, iterations: int, testing: int) -> list[str]:
+    """Flags of a classification run on the embedded model with a tiny budget: layers 0-1, 4 training
+    examples, 2 initial points."""
+    return [
+        "--model",
+        "smollm2",
+        "--layer",
+        "0",
+        "2",
+        "--trainingDataSize",
+        "4",
+        "--initialPoints",
+        "2",
+        "--iterations",
+        str(iterations),
+        "--testingDataSize",
+        str(testing),
+        "--batchSize",
+        "8",
+    ]
+
+
+def fails_with(capsys, main, argv, message: str) -> str:
+    """Run ``main(argv)`` as a script would: it must exit 2 with one line on stderr that contains ``message``."""
+    from tarot.cli import run_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    return err

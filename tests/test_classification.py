@@ -14,32 +14,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_tiny_model
+from conftest import ROOT, fails_with, make_tiny_model, tiny_flags
 
 import rotation
 from tarot.classification import evaluate, train
-from tarot.cli import run_main
 from tarot.data import load_task, make_split
 from tarot.errors import UsageError
 from tarot.scoring import PromptSet, _cached_logits, build_prompts, greedy_continuations, last_logits
 
-TINY = [
-    "--model",
-    "smollm2",
-    "--layer",
-    "0",
-    "2",
-    "--trainingDataSize",
-    "4",
-    "--initialPoints",
-    "2",
-    "--iterations",
-    "2",
-    "--testingDataSize",
-    "12",
-    "--batchSize",
-    "8",
-]
+TINY = tiny_flags(iterations=2, testing=12)
 
 
 def _history(run):
@@ -200,32 +183,23 @@ def test_custom_jsonl_end_to_end(tmp_path, capsys):
 # ---- bad input: one line, exit code 2, nothing overwritten -----------------------------------
 
 
-def _fails(capsys, main, argv, message):
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(lambda: main(argv))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
-    return err
-
-
 def test_bad_input(tmp_path, capsys):
     base = [*TINY, "--outputDir", str(tmp_path)]
     ep = [*base, "--dataset", "entailed_polarity"]
-    _fails(capsys, train, [*base, "--dataset", "nope"], "--dataset: unknown 'nope'")
-    _fails(capsys, train, [*ep, "--metric", "f2"], "--metric")
-    _fails(capsys, train, [*ep, "--rotationMethod", "spin"], "--rotationMethod")
-    _fails(capsys, train, [*ep, "--angle_0", "quarter"], "--angle_0/--angle_1: cannot read angle 'quarter'")
-    _fails(capsys, train, [*ep, "--angle_0", "1/4", "--angle_1", "neg 1/4"], "--angle_0 must be below")
-    _fails(capsys, train, [*ep, "--trainingDataSize", "500"], "--trainingDataSize: 500 is not possible")
-    _fails(capsys, train, [*ep, "--layer", "0", "99"], "outside the model's 30 layers")
-    _fails(capsys, train, [*ep, "--layer", "3", "1"], "--layer")
-    _fails(capsys, evaluate, ep, "run trainRotation_NN_kernel.py first")
+    fails_with(capsys, train, [*base, "--dataset", "nope"], "--dataset: unknown 'nope'")
+    fails_with(capsys, train, [*ep, "--metric", "f2"], "--metric")
+    fails_with(capsys, train, [*ep, "--rotationMethod", "spin"], "--rotationMethod")
+    fails_with(capsys, train, [*ep, "--angle_0", "quarter"], "--angle_0/--angle_1: cannot read angle 'quarter'")
+    fails_with(capsys, train, [*ep, "--angle_0", "1/4", "--angle_1", "neg 1/4"], "--angle_0 must be below")
+    fails_with(capsys, train, [*ep, "--trainingDataSize", "500"], "--trainingDataSize: 500 is not possible")
+    fails_with(capsys, train, [*ep, "--layer", "0", "99"], "outside the model's 30 layers")
+    fails_with(capsys, train, [*ep, "--layer", "3", "1"], "--layer")
+    fails_with(capsys, evaluate, ep, "run trainRotation_NN_kernel.py first")
     run = train(ep)
     history = run.history.read_text()
     capsys.readouterr()
     # another optimizer writes elsewhere, but a changed instruction in the same folder is refused
-    _fails(capsys, train, [*ep, "--instruction", "Say yes."], "holds a run with other settings")
+    fails_with(capsys, train, [*ep, "--instruction", "Say yes."], "holds a run with other settings")
     assert run.history.read_text() == history
 
 
@@ -326,10 +300,10 @@ def test_resume_refuses_changed_prompts_and_bad_seed(tmp_path, capsys):
     split["train_prompts"][0] += " (edited)"
     run.split.write_text(json.dumps(split))
     capsys.readouterr()
-    _fails(capsys, train, flags, "train_prompts differ from what these flags build now")
-    _fails(capsys, evaluate, flags, "train_prompts differ from what these flags build now")
-    _fails(capsys, train, [*flags, "--seed", "-1"], "--seed must be at least 0")
-    _fails(capsys, train, [*flags, "--device", "tpu"], "--device")
+    fails_with(capsys, train, flags, "train_prompts differ from what these flags build now")
+    fails_with(capsys, evaluate, flags, "train_prompts differ from what these flags build now")
+    fails_with(capsys, train, [*flags, "--seed", "-1"], "--seed must be at least 0")
+    fails_with(capsys, train, [*flags, "--device", "tpu"], "--device")
 
 
 def test_export_never_overwrites_a_foreign_folder(tmp_path):
@@ -365,8 +339,8 @@ def test_eval_dataset_scores_the_other_tasks_own_test_set(tmp_path, capsys):
     for setting in ("zero_shot", "few_shot"):
         assert cross[setting]["base"] == navigate_own[setting]["base"]
     capsys.readouterr()
-    _fails(capsys, evaluate, [*ep, "--evalDataset", "nope"], "--evalDataset: unknown 'nope'")
-    _fails(
+    fails_with(capsys, evaluate, [*ep, "--evalDataset", "nope"], "--evalDataset: unknown 'nope'")
+    fails_with(
         capsys,
         evaluate,
         [*ep, "--evalDataset", "entailed_polarity"],

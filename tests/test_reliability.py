@@ -17,33 +17,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, make_tiny_model
+from conftest import ROOT, fails_with, make_tiny_model, tiny_flags
 
 from tarot import choices, cli
 from tarot.classification import evaluate, train
-from tarot.cli import run_main
 from tarot.data import TASKS, XSUM_INSTRUCTION, load_task, make_split
 from tarot.errors import UsageError
 from tarot.runs import RunDir, atomic_write, partial_prefix, write_json
 from tarot.scoring import PromptSet, build_prompts
 
-TINY = [
-    "--model",
-    "smollm2",
-    "--layer",
-    "0",
-    "2",
-    "--trainingDataSize",
-    "4",
-    "--initialPoints",
-    "2",
-    "--iterations",
-    "0",
-    "--testingDataSize",
-    "4",
-    "--batchSize",
-    "8",
-]
+TINY = tiny_flags(iterations=0, testing=4)
 SCRIPTS = (
     "trainRotation_NN_kernel.py",
     "evaluateRotation.py",
@@ -52,15 +35,6 @@ SCRIPTS = (
     "train_summarization.py",
     "test_summarization.py",
 )
-
-
-def _fails(capsys, main, argv, message):
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(lambda: main(argv))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
-    return err
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -209,7 +183,7 @@ def test_1_answers_without_choices_that_share_a_first_token_are_an_error(tmp_pat
     data = _write_jsonl(
         tmp_path / "dessert.jsonl", [{"input": f"Dessert {i}?", "target": desserts[i % 3]} for i in range(20)]
     )
-    _fails(
+    fails_with(
         capsys,
         train,
         [*TINY, "--dataset", str(data), "--outputDir", str(tmp_path / "runs")],
@@ -226,8 +200,10 @@ def test_2_output_dir_that_is_a_file_is_a_flag_error(tmp_path, capsys):
     """Defect 2: --outputDir naming an existing file gave a NotADirectoryError traceback."""
     file = tmp_path / "runs.txt"
     file.write_text("notes\n")
-    _fails(capsys, train, [*TINY, "--dataset", "navigate", "--outputDir", str(file)], f"--outputDir: {file} is a file")
-    _fails(
+    fails_with(
+        capsys, train, [*TINY, "--dataset", "navigate", "--outputDir", str(file)], f"--outputDir: {file} is a file"
+    )
+    fails_with(
         capsys,
         evaluate,
         [*TINY, "--dataset", "navigate", "--outputDir", str(file / "inside")],
@@ -321,7 +297,7 @@ def test_4_a_second_process_on_a_run_folder_stops_at_once(tmp_path, capsys):
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        _fails(capsys, train, flags, f"--outputDir: {path} is in use: a search is running on it (PID {holder.pid})")
+        fails_with(capsys, train, flags, f"--outputDir: {path} is in use: a search is running on it (PID {holder.pid})")
     finally:
         holder.kill()
         holder.wait()
@@ -350,17 +326,17 @@ def test_5_damaged_run_files_are_one_line_errors(trained, tmp_path, capsys):
     config = run.config.read_text()
     run.config.write_text(config[: len(config) // 2])
     for main in (train, evaluate):
-        err = _fails(capsys, main, flags, f"{run.config} is damaged (not valid JSON")
+        err = fails_with(capsys, main, flags, f"{run.config} is damaged (not valid JSON")
         assert f"remove the folder {run.path} and train again" in err
     run.config.write_text(config)
     history = run.history.read_text().splitlines()
     run.history.write_text(history[0] + "\n" + history[1][:20])
     for main in (train, evaluate):
-        err = _fails(capsys, main, flags, f"{run.history}:2 is damaged (not valid JSON")
+        err = fails_with(capsys, main, flags, f"{run.history}:2 is damaged (not valid JSON")
         assert "delete line 2 and those after it to resume" in err
     run.history.write_bytes(b"\xff\n")  # not UTF-8 at all
     for main in (train, evaluate):
-        _fails(capsys, main, flags, f"{run.history} is damaged (not UTF-8 text")
+        fails_with(capsys, main, flags, f"{run.history} is damaged (not UTF-8 text")
     run.history.write_text(history[0] + "\n")  # doing what the message says resumes the search
     train(flags)
     assert [json.loads(line)["value"] for line in run.history.read_text().splitlines()] == [
@@ -377,7 +353,9 @@ def test_6_dataset_files(tmp_path, capsys):
     upper = _write_jsonl(tmp_path / "Parity.JSONL", [{"input": f"{i}?", "target": "ab"[i % 2]} for i in range(9)])
     task = load_task(str(upper))
     assert task.name == "Parity" and len(task.examples) == 9 and task.show_choices
-    _fails(capsys, train, [*TINY, "--dataset", "missing.jsonl"], "--dataset: the file 'missing.jsonl' does not exist")
+    fails_with(
+        capsys, train, [*TINY, "--dataset", "missing.jsonl"], "--dataset: the file 'missing.jsonl' does not exist"
+    )
 
 
 def test_7_typing_out_the_default_instruction_resumes_the_same_run(trained, tmp_path, capsys):
@@ -388,7 +366,7 @@ def test_7_typing_out_the_default_instruction_resumes_the_same_run(trained, tmp_
     assert run.history.read_text() == history
     assert json.loads(run.config.read_text())["identity"]["instruction"] is None  # as in the committed runs
     capsys.readouterr()
-    _fails(capsys, train, [*flags, "--instruction", "Say True."], "holds a run with other settings")
+    fails_with(capsys, train, [*flags, "--instruction", "Say True."], "holds a run with other settings")
     xsum = cli.generation_train_flags(["--dataset", "xsum", "--instruction", XSUM_INSTRUCTION])
     assert xsum.instruction is None
 
@@ -411,7 +389,7 @@ def test_9_prompts_longer_than_the_context_are_an_error(tmp_path, capsys, smollm
     )
     first = make_split(load_task(str(data)), train_size=4, test_size=4, seed=0, few_shot="mix").train[0]
     flags = [*TINY, "--model", str(folder), "--dataset", str(data), "--outputDir", str(tmp_path / "runs")]
-    err = _fails(capsys, train, flags, f"--dataset: the prompt for parity example {first.id} (")
+    err = fails_with(capsys, train, flags, f"--dataset: the prompt for parity example {first.id} (")
     assert re.search(r"is \d+ tokens, longer than the model's context of 64;", err)
 
 

@@ -11,32 +11,16 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, tiny_flags
 
-from tarot.classification import evaluate, train
+from tarot.classification import PAIRED_METRICS, evaluate, train
 from tarot.errors import UsageError
 from tarot.report_select import KEPT_FILES, TRAIN_SH, Recipe, collect
 from tarot.report_summary import one_answer
 from tarot.runs import RunDir, read_jsonl, read_tensors, write_tensors
 from tarot.search import best_angles
 
-TINY = [
-    "--model",
-    "smollm2",
-    "--layer",
-    "0",
-    "2",
-    "--trainingDataSize",
-    "4",
-    "--initialPoints",
-    "2",
-    "--iterations",
-    "2",
-    "--testingDataSize",
-    "12",
-    "--batchSize",
-    "8",
-]
+TINY = tiny_flags(iterations=2, testing=12)
 # train.sh's recipe at TINY's settings and budget
 TINY_RECIPE = Recipe(
     settings={"layer": [0, 2], "trainingDataSize": 4},
@@ -141,9 +125,13 @@ def test_evaluation_from_the_collected_files_alone(tmp_path):
     again = evaluate([*flags, "--outputDir", str(tmp_path / "results")])
     assert again == expected and json.loads(kept.results.read_text()) == expected
     assert again["best_iteration"] == best["iteration"] and again["evaluations"] == 2 + 4
-    # the keys, in order, of the committed files (tarot/results.py): the report reads both alike
-    committed = json.loads((ROOT / COMMITTED_RUN / "results_on_navigate.json").read_text())
-    assert _key_paths(json.loads(kept.results.read_text())) == _key_paths(committed)
+    # the keys of the committed files, in their order, then the ones added since (tarot/results.py): the
+    # report reads both alike
+    committed = _key_paths(json.loads((ROOT / COMMITTED_RUN / "results_on_navigate.json").read_text()))
+    written = _key_paths(json.loads(kept.results.read_text()))
+    assert [key for key in written if key in committed] == committed
+    added = {key.rsplit(".", 1)[-1] for key in set(written) - set(committed)}
+    assert added == {"restricted_f1", "predictions", "restricted_predictions", "paired_ci95"} | set(PAIRED_METRICS)
 
     # angles that are not those of the history's best row, or none at all: a one-line error
     shape = tuple(json.loads(kept.config.read_text())["angle_shape"])

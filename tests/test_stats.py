@@ -9,7 +9,16 @@ import warnings
 import numpy as np
 import pytest
 
-from tarot.stats import bootstrap_interval, macro_f1, one_answer, paired_interval, summary
+from tarot.stats import (
+    accuracy,
+    bootstrap_interval,
+    encode_labels,
+    macro_f1,
+    one_answer,
+    paired_metric_interval,
+    resampled_scores,
+    summary,
+)
 
 
 @pytest.mark.parametrize(
@@ -81,21 +90,43 @@ def test_bootstrap_matches_the_resampler_of_committed_results() -> None:
     np.testing.assert_allclose(bootstrap_interval(values), old, rtol=0, atol=1e-12)
 
 
-def test_paired_interval() -> None:
-    rng = np.random.default_rng(7)
-    baseline = rng.integers(0, 8, size=50) / 8
-    assert paired_interval(baseline, baseline) == [0.0, 0.0]
-    assert paired_interval(baseline + 0.25, baseline) == [0.25, 0.25]
-    with pytest.raises(ValueError, match="one length"):
-        paired_interval([1.0, 2.0], [1.0])
+def test_resampled_scores_equal_macro_f1_and_accuracy():
+    rng = np.random.default_rng(3)
+    targets = list(rng.choice(["red", "blue", "green", "gray"], 60, p=[0.5, 0.3, 0.15, 0.05]))
+    predictions: list[str | None] = list(rng.choice(["red", "blue", "green", "teal"], 60))
+    predictions[:3] = [None, "red", None]
+    predicted, truth, n_labels = encode_labels(predictions, targets)
+    rows = rng.integers(0, 60, size=(300, 60))  # resamples, some without the rare label
+    f1 = resampled_scores("f1", predicted[rows], truth[rows], n_labels)
+    hits = resampled_scores("accuracy", predicted[rows], truth[rows], n_labels)
+    for row, score, hit in zip(rows, f1, hits, strict=True):
+        sample_targets, sample_predictions = [targets[i] for i in row], [predictions[i] for i in row]
+        assert score == pytest.approx(macro_f1(sample_predictions, sample_targets), abs=1e-12)
+        assert hit == pytest.approx(accuracy(sample_predictions, sample_targets), abs=1e-12)
 
-    # per-question difficulty shared by both: the paired interval leaves it out
-    difficulty = rng.normal(size=200)
-    unedited = difficulty + 0.1 * rng.normal(size=200)
-    method = difficulty + 0.2 + 0.1 * rng.normal(size=200)
-    low, high = paired_interval(method, unedited)
-    assert low < 0.2 < high
-    for values in (method, unedited):
-        unpaired_low, unpaired_high = bootstrap_interval(values)
-        assert high - low < (unpaired_high - unpaired_low) / 5
-    assert paired_interval(method, unedited) == [low, high]
+
+def test_paired_metric_interval():
+    rng = np.random.default_rng(4)
+    targets = list(rng.choice(["yes", "no"], 150))
+    collapsed = ["yes"] * 150
+    better = [t if rng.random() < 0.8 else "maybe" for t in targets]
+    assert paired_metric_interval("f1", collapsed, collapsed, targets) == [0.0, 0.0]
+    low, high = paired_metric_interval("f1", better, collapsed, targets)
+    difference = macro_f1(better, targets) - macro_f1(collapsed, targets)
+    assert 0 < low < difference < high
+    assert paired_metric_interval("f1", better, collapsed, targets) == [low, high]  # seeded
+    reverse = paired_metric_interval("f1", collapsed, better, targets)
+    assert reverse == pytest.approx([-high, -low], abs=1e-12)
+    low, high = paired_metric_interval("accuracy", better, collapsed, targets)
+    assert low < accuracy(better, targets) - accuracy(collapsed, targets) < high
+    # two models that answer most questions alike: pairing leaves their shared misses out of the interval
+    unedited = [t if rng.random() < 0.5 else "maybe" for t in targets]
+    edited = [t if rng.random() < 0.1 else u for u, t in zip(unedited, targets, strict=True)]
+    low, high = paired_metric_interval("accuracy", edited, unedited, targets)
+    for answers in (edited, unedited):
+        unpaired_low, unpaired_high = bootstrap_interval([float(a == t) for a, t in zip(answers, targets, strict=True)])
+        assert high - low < 0.8 * (unpaired_high - unpaired_low)
+    with pytest.raises(ValueError, match="one length"):
+        paired_metric_interval("f1", better[:-1], collapsed, targets)
+    with pytest.raises(ValueError, match="unknown metric"):
+        paired_metric_interval("recall", better, collapsed, targets)
