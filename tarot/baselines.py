@@ -48,19 +48,11 @@ def run_path(args, task_name: str) -> Path:
 
 
 def identity(args, task: Task) -> dict:
-    """What defines a baseline's run: the data, the split and prompts (the flags that shape them), the method."""
-    return {
-        "model": args.model,
-        "dtype": args.dtype,
-        "dataset": task.name,
-        "data_sha256": task.fingerprint,
-        "instruction": args.instruction,
-        "fewShotCategory": args.fewShotCategory,
-        "trainingDataSize": args.trainingDataSize,
-        "testingDataSize": args.testingDataSize,
-        "seed": args.seed,
-        "method": args.method,
-    }
+    """What defines a baseline's run: TaRot's identity less the search's own flags (the data, the split and
+    prompts), plus the test size and the method."""
+    shared = ("model", "dtype", "dataset", "data_sha256", "instruction", "fewShotCategory", "trainingDataSize", "seed")
+    tarot = cli.identity(args, task)
+    return {key: tarot[key] for key in shared} | {"testingDataSize": args.testingDataSize, "method": args.method}
 
 
 def shared_choices(task: Task, method: str) -> tuple[str, ...]:

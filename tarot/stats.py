@@ -24,9 +24,16 @@ def bootstrap_interval(
         return [float("nan"), float("nan")]
     if np.all(data == data[0]):
         return [float(data[0]), float(data[0])]
+    return _percentile_interval(data, np.mean, samples=samples, seed=seed, level=level)
+
+
+def _percentile_interval(data: np.ndarray, statistic, *, samples: int, seed: int, level: float) -> list[float]:
+    """``scipy.stats.bootstrap``'s seeded percentile interval of a vectorised ``statistic(sample, axis)``."""
     result = scipy.stats.bootstrap(
         (data,),
-        np.mean,
+        statistic,
+        vectorized=True,
+        batch=200,  # 200 resamples at a time: bounded memory for the paired metrics' (resamples, n, labels)
         n_resamples=samples,
         confidence_level=level,
         method="percentile",
@@ -101,17 +108,7 @@ def paired_metric_interval(
             metric, second[rows], truth[rows], n_labels
         )
 
-    result = scipy.stats.bootstrap(
-        (np.arange(len(truth)),),
-        difference,
-        vectorized=True,
-        batch=200,  # 200 resamples x n questions x labels at a time: bounded memory
-        n_resamples=samples,
-        confidence_level=level,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+    return _percentile_interval(np.arange(len(truth)), difference, samples=samples, seed=seed, level=level)
 
 
 def macro_f1(predictions: Sequence[str | None], targets: Sequence[str]) -> float:
