@@ -9,11 +9,14 @@
 #   ./train.sh navigate              only the lines whose text contains "navigate"
 #   ./train.sh "optimizer random"
 #   ./train.sh --list [FILTER]       print the main stage's lines (the experiments)
+#   ./train.sh --list-compare [FILTER]  print the comparison's lines: TaRot at seeds 1 and 2, and the
+#                                    baselines (baselines.py) at seeds 0, 1 and 2, on TaRot's questions
 #   ./train.sh --list-after [FILTER] print the lines that need the main stage's runs (collateral damage)
 #
 # Side by side, with any runner that reads one command per line (the lines hold no quotes or backslashes):
 #
 #   ./train.sh --list | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '{}'
+#   ./train.sh --list-compare | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '{}'
 #   ./train.sh --list-after | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '{}'
 #   .venv/bin/python report.py
 #
@@ -49,7 +52,8 @@ PY=${PY:-.venv/bin/python}  # written into the lines as it is now
 }
 
 # --angle_0=-1/4 is the paper's 'neg 1/4' without quotes (the same run folder and identity)
-BASE="--model smollm2 --layer 0 15 --angle_0=-1/4 --angle_1=1/4 --moduleType reasoning --initialPoints 4 --iterations 120 --seed 0"
+UNSEEDED="--model smollm2 --layer 0 15 --angle_0=-1/4 --angle_1=1/4 --moduleType reasoning --initialPoints 4 --iterations 120"
+BASE="$UNSEEDED --seed 0"
 SMOL="$BASE --rotationMethod rotary --trainingDataSize 20"
 CLASSIFY="--metric prob --fewShotCategory mix"
 OPTIMIZERS=(bo random)                              # TaRot, and its random-search control
@@ -57,6 +61,7 @@ TABLE_TASKS=(entailed_polarity navigate winowhy color)  # BIG-bench, the paper's
 GENERATION_TASKS=(imdb toxicity xsum)               # positive sentiment, non-toxicity, summary ROUGE-L
 TRAINING_SIZES=(5 10 40)                            # navigate with fewer or more training examples
 COLLATERAL_TASKS=(navigate winowhy color)           # other tasks' test sets for entailed_polarity's TaRot
+BASELINES=(contextual batch lora road)              # baselines.py --method: free (calibration), trained (peft)
 
 FILTER=
 emit() {  # emit LINE: print it if it contains FILTER
@@ -68,6 +73,9 @@ experiment() {  # experiment TRAIN_SCRIPT TEST_SCRIPT FLAGS: search, evaluate, c
 }
 evaluation() {  # evaluation TEST_SCRIPT FLAGS: evaluate a finished search, collect
   emit "$PY $1 $2 && $PY report.py --collect runs"
+}
+baseline() {  # baseline FLAGS: TaRot's line's flags + --method: the same split and test questions; collect
+  emit "$PY baselines.py $1 && $PY report.py --collect runs"
 }
 
 main_stage() {
@@ -96,6 +104,28 @@ main_stage() {
   done
 }
 
+compare_stage() {
+  local task seed method optimizer
+  # TaRot vs baselines on the same test questions (results/README.md, "TaRot vs baselines"): the baselines
+  # at seeds 0, 1 and 2 (review_topic, whose TaRot lines are the costly ones, at seed 0), then TaRot and
+  # its random-search control at seeds 1 and 2 (seed 0: the main stage)
+  for task in "${TABLE_TASKS[@]}" review_topic; do
+    for seed in 0 1 2; do
+      [[ $task == review_topic && $seed != 0 ]] && continue
+      for method in "${BASELINES[@]}"; do
+        baseline "$UNSEEDED --seed $seed --rotationMethod rotary --trainingDataSize 20 $CLASSIFY --dataset $task --optimizer bo --method $method"
+      done
+    done
+  done
+  for task in "${TABLE_TASKS[@]}"; do
+    for seed in 1 2; do
+      for optimizer in "${OPTIMIZERS[@]}"; do
+        experiment trainRotation_NN_kernel.py evaluateRotation.py "$UNSEEDED --seed $seed --rotationMethod rotary --trainingDataSize 20 $CLASSIFY --dataset $task --optimizer $optimizer"
+      done
+    done
+  done
+}
+
 after_stage() {
   local task
   # Collateral damage: entailed_polarity's TaRot (the first line) on the other tasks' test sets (the same
@@ -107,7 +137,7 @@ after_stage() {
 
 run_serially() {  # run_serially: every selected line in order, past failures; list the failures at the end
   local lines=() failed=() line start
-  mapfile -t lines < <(main_stage; after_stage)
+  mapfile -t lines < <(main_stage; compare_stage; after_stage)
   (( ${#lines[@]} )) || { echo "train.sh: error: FILTER '$FILTER' matches no line; see ./train.sh --list" >&2; exit 2; }
   for line in "${lines[@]}"; do
     start=$SECONDS
@@ -133,6 +163,7 @@ one_filter() {  # one_filter ARGS...: at most one
 
 case ${1:-} in
   --list) shift; one_filter "$@"; main_stage ;;
+  --list-compare) shift; one_filter "$@"; compare_stage ;;
   --list-after) shift; one_filter "$@"; after_stage ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
   *) one_filter "$@"; run_serially ;;

@@ -31,8 +31,9 @@ SCORER_NAMES: dict[str, str] = {
     "hf:<model id>[:<label>]": "P(label) from a Hugging Face text-classification model; needs the hub or its cache",
 }
 REFERENCE_SCORERS = ("rouge",)
-# baselines.py --method: the free calibrations (the trained adapters, lora and road, are still to come)
-BASELINE_METHODS = ("contextual", "batch")
+# baselines.py --method: the free calibrations, then the adapters trained by gradient (peft)
+CALIBRATION_METHODS = ("contextual", "batch")
+BASELINE_METHODS = (*CALIBRATION_METHODS, "lora", "road")
 BASELINE_RUN_KIND = "Baseline"  # baselines' run folders: Baseline_<method>_...
 
 _ANGLE_RE = re.compile(r"^\s*(neg\s+|-)?\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")

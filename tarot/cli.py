@@ -110,8 +110,9 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
         ("initialPoints", 1),
         ("batchSize", 1),
         ("seed", 0),
+        ("maxSteps", 1),  # baselines.py only
     ):
-        if getattr(args, flag) < minimum:
+        if getattr(args, flag, minimum) < minimum:
             raise UsageError(f"--{flag} must be at least {minimum}, got {getattr(args, flag)}")
     if args.layer[0] < 0 or args.layer[0] >= args.layer[1]:
         raise UsageError(f"--layer: need 0 <= START < END, got {args.layer[0]} {args.layer[1]}")
@@ -154,12 +155,23 @@ def classification_parser(
         description, metrics=choices.CLASSIFICATION_METRICS, default_metric="prob", default_test_size=200
     )
     if baseline:
-        parser.add_argument_group("baseline").add_argument(
+        group = parser.add_argument_group("baseline")
+        group.add_argument(
+            "--maxSteps",
+            type=int,
+            default=40,
+            metavar="N",
+            help="lora, road: the most training steps the cross-validation over the training prompts considers "
+            "(it checks every 5 steps, and N): part of the run's recipe (default 40)",
+        )
+        group.add_argument(
             "--method",
             required=True,
             choices=choices.BASELINE_METHODS,
             help="contextual: contextual calibration (Zhao et al. 2021) with content-free inputs; batch: batch "
-            "calibration (Zhou et al. 2024) estimated on the training inputs",
+            "calibration (Zhou et al. 2024) estimated on the training inputs; lora, road: peft adapters trained "
+            "on the training prompts in the --layer range (--moduleType reasoning: the value projections; mlp: "
+            "the MLP output projections)",
         )
     if evaluation:
         group = parser.add_argument_group("evaluation")

@@ -219,8 +219,16 @@ def _packing_works(model, prompts: Sequence[list[int]], prefix: list[int]) -> bo
     return verdict
 
 
-@torch.no_grad()
-def _packed_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> torch.Tensor:
+def trainable_logits(model, prompts: PromptSet, rows: Sequence[int]) -> torch.Tensor:
+    """Next-token logits after the prompts ``rows``, with gradients (for training an adapter): packed like
+    :func:`last_logits`, or each prompt in full, left-padded, for models that do not honour the block mask."""
+    chunk = [prompts.prompt_ids[i] for i in rows]
+    if _packing_works(model, chunk, prompts.prefix_ids):
+        return _packed_forward(model, chunk, prompts.prefix_ids)
+    return _forward(model, chunk, 0, None)
+
+
+def _packed_forward(model, prompts: Sequence[list[int]], prefix: list[int]) -> torch.Tensor:
     """One forward pass over [prefix, suffix_1, ..., suffix_n] in a single row, no padding.
 
     Each suffix keeps its own positions (continuing after the prefix tokens it shares) and a boolean mask
@@ -252,6 +260,9 @@ def _packed_logits(model, prompts: Sequence[list[int]], prefix: list[int]) -> to
         logits_to_keep=torch.tensor(ends, device=device),
     ).logits
     return logits[0].float().cpu()
+
+
+_packed_logits = torch.no_grad()(_packed_forward)
 
 
 @torch.no_grad()
@@ -299,11 +310,13 @@ def _suffix_inputs(model, suffixes: Sequence[list[int]], offset: int, past) -> d
     return inputs
 
 
-@torch.no_grad()
-def _run(model, suffixes: Sequence[list[int]], offset: int, past) -> torch.Tensor:
+def _forward(model, suffixes: Sequence[list[int]], offset: int, past) -> torch.Tensor:
     """Last-position logits of left-padded suffixes that continue ``offset`` cached prefix tokens."""
     logits = model(**_suffix_inputs(model, suffixes, offset, past), logits_to_keep=1, use_cache=past is not None).logits
     return logits[:, -1].float().cpu()
+
+
+_run = torch.no_grad()(_forward)
 
 
 @torch.no_grad()
