@@ -3,7 +3,8 @@
     python report.py                  # results/summary.json, results/README.md (tables), results/*.png
     python report.py --collect runs   # first copy finished runs' small files from runs/ into results/
 
-Reads only what is committed: ``results/**/{config.json,history.jsonl,results.json,results_on_*.json}``,
+Reads only what is committed: ``results/**/{config.json,history.jsonl,results.json,results_on_*.json}``
+(the baselines' folders, ``Baseline_*``, hold config.json and results.json),
 and the task files in data/ for the labels of each test set (the "one answer for all" baseline), so the
 tables can be rebuilt byte for byte. The main table takes the runs with train.sh's settings; the studies
 take the runs that change one of its settings; summary.json lists any other run under "other_runs".
@@ -11,7 +12,8 @@ Collecting also keeps each run's best_angles.safetensors and split.json, so that
 be redone from results/ alone: ``evaluateRotation.py <its train.sh flags> --outputDir results``.
 
 The work is in tarot/report_select.py (which runs), report_summary.py (summary.json), report_tables.py
-(README tables) and report_plots.py (the figure).
+(README tables), report_plots.py (the search curves) and report_baselines.py (TaRot vs the baselines over
+seeds: summary.json's "baselines", its table and baselines.png).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def build(results: Path, recipe: Recipe | None = None) -> dict[str, str]:
     """Rebuild summary.json, the README's tables and the figure in ``results``; return the tables.
     ``recipe``: the settings of the main table (train.sh's by default)."""
     # imported here, so that --help answers before torch (which the run files' readers load) is imported
+    from tarot import report_baselines
     from tarot.report_plots import search_curves
     from tarot.report_select import TRAIN_SH, load_runs, select
     from tarot.report_summary import summarise
@@ -40,12 +43,18 @@ def build(results: Path, recipe: Recipe | None = None) -> dict[str, str]:
     from tarot.runs import atomic_write
 
     recipe = recipe or TRAIN_SH
-    selection = select(load_runs(results), recipe)
+    runs = load_runs(results)
+    selection = select(runs, recipe)
     summary = summarise(selection, recipe)
+    scored = report_baselines.comparison_runs(runs, recipe) + report_baselines.load_baselines(results, recipe)
+    summary["baselines"] = report_baselines.compare(scored)
+    summary["baseline_verdicts"] = report_baselines.verdicts(scored, summary["baselines"])
+    summary["baseline_costs"] = report_baselines.costs(scored)
     results.mkdir(exist_ok=True)
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     atomic_write(results / "summary.json", lambda tmp: tmp.write_text(text))
     search_curves(selection, results / "search_curves.png")
+    report_baselines.bars(summary, results / "baselines.png")
     tables = sections(summary)
     readme = results / "README.md"
     text = readme.read_text() if readme.exists() else "# Results\n"

@@ -151,9 +151,16 @@ def trained(model, tokenizer, task: Task, split, args) -> tuple[Any, dict[str, A
     recipe = recipe_of(args)
     common = dict(layers=args.layer, module=args.moduleType, seed=args.seed)
     started = time.perf_counter()
-    steps, cross_validation = adapters.choose_steps(model, prompts, recipe, **common)
+    learning_rate, steps, cross_validation = adapters.choose(model, prompts, recipe, **common)
     peft_model, log = adapters.fit(
-        model, prompts, range(len(prompts)), steps, recipe, **common, desc=f"{args.method} (all)"
+        model,
+        prompts,
+        range(len(prompts)),
+        steps,
+        recipe,
+        learning_rate=learning_rate,
+        **common,
+        desc=f"{args.method} (all)",
     )
     total = round(time.perf_counter() - started, 1)
     return peft_model, {"recipe": recipe.record(), "cross_validation": cross_validation, **log, "seconds_total": total}

@@ -112,6 +112,10 @@ def study_table(summary: dict[str, Any], key: str) -> str:
 def sections(summary: dict[str, Any]) -> dict[str, str]:
     """The README's generated sections, by marker name, in order."""
     found = {"table": main_table(summary)}
+    if summary.get("baselines"):
+        from tarot.report_baselines import table
+
+        found["baselines"] = table(summary)
     if summary["collateral"]:
         found["collateral"] = collateral_table(summary)
     for key in summary["studies"]:

@@ -30,6 +30,9 @@ class LabelMetrics(TypedDict):
     paired_ci95: NotRequired[dict[str, list[float]]]
     unparsed: NotRequired[float]  # generated-answer judge (topics): share of answers naming no label
     examples: NotRequired[list[str]]  # generated-answer judge: the first three answers
+    # generated-answer judge: the next-token judge's exact match too (accuracy, accuracy_ci95, f1,
+    # predictions), so that topics compare with baselines judged by the first token
+    next_token: NotRequired[dict]
 
 
 class Setting(TypedDict):

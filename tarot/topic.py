@@ -11,7 +11,7 @@ import re
 
 from tarot import classification, cli
 from tarot.results import LabelMetrics
-from tarot.scoring import PromptSet, greedy_continuations
+from tarot.scoring import PromptSet, greedy_continuations, last_logits
 
 RUN_KIND = "Topic"  # own run folders: evaluateRotation.py on the same task would write another results.json
 ANSWER_TOKENS = 8
@@ -38,7 +38,11 @@ def parse_label(text: str, labels: tuple[str, ...]) -> str | None:
 
 
 def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> LabelMetrics:
-    """Accuracy and macro F1 of the topic read from a short greedy answer."""
+    """Accuracy and macro F1 of the topic read from a short greedy answer.
+
+    Also the next token's metrics, which do not depend on how an answer is read: the restricted ones (the
+    choice whose first token ranks first), and under ``next_token`` the exact match of the first token; the
+    baselines (baselines.py) are judged by those, so TaRot's topic runs compare with them."""
     texts = [
         tokenizer.decode(ids, skip_special_tokens=True)
         for ids in greedy_continuations(model, prompts, ANSWER_TOKENS, batch_size=args.batchSize)
@@ -51,6 +55,11 @@ def generated_answer_judge(model, tokenizer, prompts: PromptSet, args) -> LabelM
     metrics = classification.label_metrics(correct, predicted, prompts.targets)
     metrics["unparsed"] = sum(p is None for p in predicted) / len(predicted)
     metrics["examples"] = texts[:3]
+    first_token = classification.classify(last_logits(model, prompts, batch_size=args.batchSize), prompts, tokenizer)
+    for key in ("restricted_accuracy", "restricted_accuracy_ci95", "restricted_f1", "restricted_predictions"):
+        if key in first_token:
+            metrics[key] = first_token[key]
+    metrics["next_token"] = {key: first_token[key] for key in ("accuracy", "accuracy_ci95", "f1", "predictions")}
     return metrics
 
 

@@ -44,8 +44,9 @@ def test_road_on_the_values_is_tarots_per_head_rotation_of_the_head_outputs(name
     reference = make_tiny_model(name)
     generator = torch.Generator().manual_seed(3)
     peft_model, _ = adapters.fit(
-        model, _prompts([[1, 2, 3]]), [0], 0, adapters.Recipe("road"), layers=layers, module="reasoning", seed=0
-    )
+        model, _prompts([[1, 2, 3]]), [0], 0, adapters.Recipe("road"), learning_rate=1e-3, layers=layers,
+        module="reasoning", seed=0,
+    )  # fmt: skip
     sites = rotation._sites(reference, layers, "reasoning")[1]
     for site in sites:
         v_proj = peft_model.base_model.model.get_submodule(
@@ -86,8 +87,10 @@ def test_training_lowers_the_training_loss_and_unload_gives_the_model_back(metho
     model = make_tiny_model(name)
     before = model(tokens).logits.detach()
     prompts = _prompts([[1, 2, 3, 4], [1, 2, 7], [1, 9, 9, 9, 4], [1, 2, 3, 8]], [5, 6, 5, 6])
-    recipe = adapters.Recipe(method, learning_rate=3e-2)
-    peft_model, log = adapters.fit(model, prompts, range(4), 20, recipe, layers=(0, 2), module="reasoning", seed=0)
+    peft_model, log = adapters.fit(
+        model, prompts, range(4), 20, adapters.Recipe(method), learning_rate=3e-2, layers=(0, 2), module="reasoning",
+        seed=0,
+    )  # fmt: skip
     assert log["steps"] == 20 and not log["diverged"]
     assert log["train_losses"][-1] < 0.8 * log["train_losses"][0]
     # the loss is the cross-entropy of the answer tokens after each prompt, each prompt run alone
@@ -100,17 +103,24 @@ def test_training_lowers_the_training_loss_and_unload_gives_the_model_back(metho
     assert torch.equal(peft_model.unload()(tokens).logits.detach(), before)
 
 
-def test_steps_are_chosen_by_the_mean_held_out_loss_of_the_folds(tokens):
+def test_rate_and_steps_are_chosen_by_the_mean_held_out_loss_of_the_folds(tokens):
     model = make_tiny_model("llama")
     prompts = _prompts([[1, 2, 3 + i % 5, 4 + i % 3] for i in range(8)], [5 + i % 2 for i in range(8)])
-    recipe = adapters.Recipe("lora", learning_rate=3e-2, max_steps=7, check_every=3)
-    steps, record = adapters.choose_steps(model, prompts, recipe, layers=(0, 3), module="reasoning", seed=1)
+    recipe = adapters.Recipe("lora", learning_rates=(3e-2, 1e-1), max_steps=7, check_every=3)
+    rate, steps, record = adapters.choose(model, prompts, recipe, layers=(0, 3), module="reasoning", seed=1)
     folds = record["folds"]
     assert sorted(i for fold in folds for i in fold) == list(range(8)) and len(folds) == 2
-    curves = [log["held_out_losses"] for log in record["fold_logs"]]
-    assert all(sorted(curve) == [0, 3, 6, 7] for curve in curves)
-    mean = {s: (curves[0][s] + curves[1][s]) / 2 for s in curves[0]}
-    assert steps == min(mean, key=mean.__getitem__) == record["chosen_steps"]
+    logs = record["fold_logs"]
+    assert [log["learning_rate"] for log in logs] == [3e-2, 3e-2, 1e-1, 1e-1]
+    assert all(sorted(log["held_out_losses"]) == [0, 3, 6, 7] for log in logs)
+    mean = {
+        (lr, s): (logs[2 * k]["held_out_losses"][s] + logs[2 * k + 1]["held_out_losses"][s]) / 2
+        for k, lr in enumerate((3e-2, 1e-1))
+        for s in (0, 3, 6, 7)
+    }
+    assert (rate, steps) == min(mean, key=mean.__getitem__)
+    assert (record["chosen_learning_rate"], record["chosen_steps"]) == (rate, steps)
+    assert record["mean_held_out_loss"]["0.1"][3] == pytest.approx(mean[(1e-1, 3)])
     assert not hasattr(model, "peft_config")  # every fold's adapter was removed again
 
 
@@ -134,7 +144,8 @@ def test_lora_baseline_on_the_embedded_model(tmp_path, smollm2):
     assert results["test_ids"] == tarot["test_ids"]
     training = results["training"]
     assert training["recipe"] == {
-        "method": "lora", "learning_rate": 1e-3, "rank": 8, "alpha": 16, "max_steps": 2, "check_every": 5, "folds": 2,
+        "method": "lora", "learning_rates": [1e-3], "rank": 8, "alpha": 16, "max_steps": 2, "check_every": 5,
+        "folds": 2,
     }  # fmt: skip
     assert training["steps"] == training["cross_validation"]["chosen_steps"] in (0, 2)
     assert training["trainable_parameters"] == 2 * 8 * (576 + 192)  # layers 0-1, v_proj 576 -> 192
@@ -169,7 +180,7 @@ def test_the_scored_logits_of_an_adapted_model_are_its_logits_alone(smollm2):
     prompts = _prompts([tokenizer.encode(t) for t in ("Is the sky blue?", "Is grass red? Answer:", "Hi")])
     prompts.prefix_ids = tokenizer.encode("Is the sky")
     peft_model, _ = adapters.fit(
-        model, prompts, range(3), 1, adapters.Recipe("road", learning_rate=1e-1), layers=(0, 2), module="reasoning",
+        model, prompts, range(3), 1, adapters.Recipe("road"), learning_rate=1e-1, layers=(0, 2), module="reasoning",
         seed=0,
     )  # fmt: skip
     try:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tarot import generation, topic
+from tarot import baselines, generation, topic
+from tarot.classification import PAIRED_METRICS
 from tarot.cli import run_main
 
 TINY = [
@@ -76,6 +77,16 @@ def test_topic_train_and_test(tmp_path):
         for who in ("base", "tarot"):
             r = results[setting][who]
             assert 0 <= r["accuracy"] <= 1 and 0 <= r["f1"] <= 1 and 0 <= r["unparsed"] <= 1
+            assert set(r["next_token"]) == {"accuracy", "accuracy_ci95", "f1", "predictions"}
+            assert len(r["restricted_predictions"]) == results["n_test"]
+        assert set(results[setting]["tarot"]["paired_ci95"]) == set(PAIRED_METRICS)
+    # the first token's metrics are those a baseline's unedited model gets on the same questions
+    batch = baselines.run([*flags, "--method", "batch"])
+    assert batch["test_ids"] == results["test_ids"]
+    for setting in ("zero_shot", "few_shot"):
+        topic_base, base = results[setting]["base"], batch[setting]["base"]
+        assert topic_base["next_token"] == {key: base[key] for key in topic_base["next_token"]}
+        assert topic_base["restricted_predictions"] == base["restricted_predictions"]
 
 
 def test_parse_label():

@@ -13,8 +13,10 @@ import pytest
 import torch
 from conftest import ROOT, tiny_flags
 
+from tarot import baselines
 from tarot.classification import PAIRED_METRICS, evaluate, train
 from tarot.errors import UsageError
+from tarot.report_baselines import METRICS, Scored, compare, table
 from tarot.report_select import KEPT_FILES, TRAIN_SH, Recipe, collect
 from tarot.report_summary import one_answer
 from tarot.runs import RunDir, read_jsonl, read_tensors, write_tensors
@@ -28,7 +30,7 @@ TINY_RECIPE = Recipe(
     evaluations=4,
     studied=TRAIN_SH.studied,
 )
-BUILT = ("summary.json", "README.md", "search_curves.png")
+BUILT = ("summary.json", "README.md", "search_curves.png", "baselines.png")
 COMMITTED_RUN = "results/smollm2/entailed_polarity/" + "_".join(
     ["NN_kernel_layer_0_15_angle_-0.7854_0.7854_reasoning_prob_mix", "rotary_n20_bo_init4_seed0"]
 )
@@ -72,11 +74,13 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
         train([*flags, "--optimizer", optimizer])
         evaluate([*flags, "--optimizer", optimizer])
     evaluate([*flags, "--optimizer", "bo", "--evalDataset", "navigate"])  # collateral damage
+    for method in ("batch", "lora"):  # baselines on the same questions
+        baselines.run([*flags, "--method", method, "--maxSteps", "1"])
     smaller = [*flags, "--optimizer", "bo", "--trainingDataSize", "3"]  # a study: one setting changed
     train(smaller)
     evaluate(smaller)
     results = tmp_path / "results"
-    assert collect(tmp_path / "runs", results) == 3
+    assert collect(tmp_path / "runs", results) == 5
     report.build(results, TINY_RECIPE)
     first = {name: (results / name).read_bytes() for name in BUILT}
     report.build(results, TINY_RECIPE)
@@ -93,7 +97,19 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     study = summary["studies"]["trainingDataSize"]["entailed_polarity"]
     assert [row["trainingDataSize"] for row in study] == [3, 4] and summary["other_runs"] == []
     assert "<!-- study:trainingDataSize -->" in readme
-    assert len(first["search_curves.png"]) > 1000
+    assert len(first["search_curves.png"]) > 1000 and len(first["baselines.png"]) > 1000
+    comparison = summary["baselines"]["entailed_polarity"]
+    assert set(comparison) == {"unedited", "batch", "lora", "tarot", "random"}
+    assert set(comparison["batch"]["few_shot"]) == {"seeds", "restricted_accuracy", "restricted_f1", "paired_ci95"}
+    lora = comparison["lora"]["few_shot"]
+    assert set(METRICS) < set(lora) and lora["seeds"] == [0] and lora["f1"]["sd"] is None
+    assert lora["paired_ci95"] == [
+        json.loads(
+            (results / "smollm2" / "entailed_polarity" / "Baseline_lora_mix_n4_seed0" / "results.json").read_text()
+        )["few_shot"]["lora"]["paired_ci95"]["restricted_f1"]
+    ]
+    assert summary["baseline_verdicts"]["entailed_polarity"]["best_free_baseline"] == "batch"
+    assert "<!-- baselines -->" in readme and "| entailed_polarity | few-shot | 1 |" in readme
     # with train.sh's own recipe none of these tiny runs is in the main table
     report.build(results)
     assert json.loads((results / "summary.json").read_text())["classification"] == {}
@@ -176,3 +192,35 @@ def test_a_kept_run_without_its_points_gets_them_back_by_replaying_the_search(tm
     kept.points.unlink()
     with pytest.raises(UsageError, match=r"points\.safetensors is missing, and the point replayed .* scores"):
         train([*flags, "--outputDir", str(tmp_path / "kept")])
+
+
+def _scored(method: str, seed: int, f1: float, ids: list[int], interval=None) -> Scored:
+    metrics = {"restricted_f1": f1, "restricted_accuracy": f1 + 0.1}
+    method_metrics = metrics | ({"paired_ci95": {"restricted_f1": interval}} if interval else {})
+    setting = {"base": {"restricted_f1": 0.3, "restricted_accuracy": 0.4}, "method": method_metrics}
+    return Scored(method, "navigate", seed, f"{method}{seed}", ids, {"zero_shot": setting, "few_shot": setting}, 1.0)
+
+
+def test_the_comparison_is_over_seeds_and_only_on_the_same_questions():
+    scored = [
+        _scored("batch", 0, 0.5, [1, 2], [0.1, 0.3]),
+        _scored("batch", 1, 0.7, [3, 4], [-0.1, 0.2]),
+        _scored("tarot", 0, 0.2, [1, 2], [-0.2, -0.05]),
+        _scored("tarot", 1, 0.4, [3, 4], [-0.1, 0.1]),
+    ]
+    comparison = compare(scored)
+    rows = table({"baselines": comparison})
+    # batch: one seed's interval above 0 (better), tarot: one below (worse); the other seeds' contain 0
+    cells = "0.300 ± 0.000 (0.40) | - | 0.600 ± 0.141 (0.70) ▲1 | - | - | 0.300 ± 0.141 (0.40) ▼1 | - |"
+    assert f"| navigate | few-shot | 2 | {cells}" in rows
+    table_ = comparison["navigate"]
+    assert list(table_) == ["unedited", "batch", "tarot"]
+    f1 = table_["batch"]["few_shot"]["restricted_f1"]
+    assert f1["per_seed"] == [0.5, 0.7] and f1["mean"] == 0.6 and f1["sd"] == pytest.approx(0.1414, abs=1e-4)
+    assert table_["batch"]["few_shot"]["paired_ci95"] == [[0.1, 0.3], [-0.1, 0.2]]
+    assert table_["unedited"]["zero_shot"]["restricted_f1"]["per_seed"] == [0.3, 0.3]
+    assert "paired_ci95" not in table_["unedited"]["zero_shot"]
+    with pytest.raises(UsageError, match=r"navigate seed 1: .* asked different test questions"):
+        compare([*scored[:3], _scored("tarot", 1, 0.4, [3, 5])])
+    with pytest.raises(UsageError, match="two tarot runs for navigate seed 1"):
+        compare([*scored, _scored("tarot", 1, 0.4, [3, 4])])

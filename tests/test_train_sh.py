@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from conftest import ROOT
 
-from tarot import classification, cli, generation, topic
+from tarot import baselines, classification, cli, generation, topic
 from tarot.data import load_task
 
 # Stands in for .venv/bin/python: logs "start"/"end" around each call and each call's arguments one per line;
@@ -39,6 +39,7 @@ SCRIPT_FLAGS = {  # each script -> how it parses its flags, and the kind that na
     "test_topic.py": (cli.topic_evaluate_flags, topic.RUN_KIND),
     "train_summarization.py": (cli.generation_train_flags, generation.RUN_KIND),
     "test_summarization.py": (cli.generation_evaluate_flags, generation.RUN_KIND),
+    "baselines.py": (cli.baseline_flags, baselines.RUN_KIND),
 }
 
 
@@ -75,12 +76,22 @@ def _script_and_flags(command: str, fake: str) -> tuple[str, list[str]]:
 def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
     fake = str(tmp_path / "fake_python")
     lines, after = _list(tmp_path, "--list"), _list(tmp_path, "--list-after")
+    compare = _list(tmp_path, "--list-compare")
     assert len(lines) == 8 + 2 + 6 + 1 + 3  # table, topic, generation, givens, training sizes
     assert len(after) == 3  # entailed_polarity's angles on the three other tasks
-    for line in lines + after:
+    searches = [line for line in compare if "baselines.py" not in line]
+    assert len(compare) - len(searches) == (4 * 3 + 1) * 4  # 4 tasks x 3 seeds + review_topic, 4 methods
+    assert len(searches) == 4 * 2 * 2  # TaRot and random search at seeds 1 and 2
+    for line in lines + after + compare:
         assert not set(line) & set("'\"\\"), line
         assert "--angle_0=-1/4 --angle_1=1/4" in line
-    for line in lines:
+    for line in compare:
+        if line not in searches:
+            baseline, collect = line.split(" && ")
+            script, flags = _script_and_flags(baseline, fake)
+            assert script == "baselines.py" and flags[-2] == "--method"
+            assert collect == f"{fake} report.py --collect runs"
+    for line in lines + searches:
         search, evaluation, collect = line.split(" && ")
         (train_script, flags), (test_script, test_flags) = (_script_and_flags(c, fake) for c in (search, evaluation))
         assert EVALUATION_SCRIPT[train_script] == test_script and flags == test_flags
@@ -103,7 +114,15 @@ def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
 def _identity(args, script: str) -> dict:
     if "summarization" in script:
         return generation._identity(args)  # adds the scorer and batch size
+    if script == "baselines.py":
+        return baselines.identity(args, load_task(args.dataset))
     return cli.identity(args, load_task(args.dataset))
+
+
+def _run_path(args, script: str, kind: str):
+    if script == "baselines.py":
+        return baselines.run_path(args, args.dataset)
+    return cli.run_path(args, args.dataset, kind)
 
 
 def test_listed_lines_name_the_committed_runs(tmp_path):
@@ -111,7 +130,7 @@ def test_listed_lines_name_the_committed_runs(tmp_path):
     committed run; --angle_0=-1/4 --angle_1=1/4 give the same folder and identity as 'neg 1/4' '1/4'."""
     fake = str(tmp_path / "fake_python")
     folders = set()
-    for line in _list(tmp_path, "--list") + _list(tmp_path, "--list-after"):
+    for line in _list(tmp_path, "--list") + _list(tmp_path, "--list-compare") + _list(tmp_path, "--list-after"):
         for command in line.split(" && ")[:-1]:  # the last one collects
             script, flags = _script_and_flags(command, fake)
             parse, kind = SCRIPT_FLAGS[script]
@@ -120,13 +139,13 @@ def test_listed_lines_name_the_committed_runs(tmp_path):
             assert flags[index + 1] == "--angle_1=1/4"
             args = parse(flags)
             paper = parse([*flags[:index], "--angle_0", "neg 1/4", "--angle_1", "1/4", *flags[index + 2 :]])
-            path = cli.run_path(args, args.dataset, kind)
-            assert path == cli.run_path(paper, paper.dataset, kind)
+            path = _run_path(args, script, kind)
+            assert path == _run_path(paper, script, kind)
             assert args.angle_bounds == paper.angle_bounds == (-0.25, 0.25)
             saved = json.loads((path / "config.json").read_text())["identity"]
             assert _identity(args, script) == _identity(paper, script) == saved
             folders.add(path)
-    assert len(folders) == 20
+    assert len(folders) == 20 + 16 + 52  # the main stage; TaRot at seeds 1 and 2; the baselines
 
 
 def test_xargs_runs_two_lines_side_by_side(tmp_path):
@@ -168,24 +187,27 @@ def test_listed_line_passes_the_angle_flags_intact(tmp_path):
 def test_serial_mode_runs_past_a_failure_lists_it_and_exits_1(tmp_path):
     result, calls = _bash(tmp_path, "./train.sh winowhy")
     assert result.returncode == 1
-    failed = _list(tmp_path, "--list", "winowhy --optimizer random")
-    assert len(failed) == 1 and result.stderr.splitlines() == [f"failed: {failed[0]}"]
+    fake = str(tmp_path / "fake_python")
+    stages = ("--list", "--list-compare", "--list-after")
+    lines = [line for stage in stages for line in _list(tmp_path, stage, "winowhy")]
+    failed = [line for line in lines if "--dataset winowhy --optimizer random" in line]
+    assert len(failed) == 3  # random search at seeds 0, 1 and 2
+    assert result.stderr.splitlines() == [f"failed: {line}" for line in failed]
+    # every line in order (main, comparison, after stage), each stopping at its failing command; then report.py
+    expected = []
+    for line in lines:
+        for command in line.split(" && "):
+            expected.append(command.removeprefix(f"{fake} "))
+            if "--dataset winowhy --optimizer random" in command:
+                break
     starts = [call.removeprefix("start ") for call in calls if call.startswith("start")]
-    scripts = [s.split()[0] + (" --collect" if "--collect" in s else "") for s in starts]
-    assert scripts == [
-        "trainRotation_NN_kernel.py",  # bo
-        "evaluateRotation.py",
-        "report.py --collect",
-        "trainRotation_NN_kernel.py",  # random: fails, so its line stops there
-        "evaluateRotation.py",  # the after stage still runs: entailed_polarity's angles on winowhy
-        "report.py --collect",
-        "report.py",  # once, at the end
-    ]
-    assert starts[4].endswith("--evalDataset winowhy") and starts[-1] == "report.py"
+    assert starts == [*expected, "report.py"]
+    assert any(start.endswith("--evalDataset winowhy") for start in starts)  # the after stage still ran
 
 
 def test_serial_mode_succeeds_on_a_filter(tmp_path):
-    result, calls = _bash(tmp_path, "./train.sh 'dataset navigate --optimizer random'")
+    line = "seed 0 --rotationMethod rotary --trainingDataSize 20 --metric prob --fewShotCategory mix --dataset navigate"
+    result, calls = _bash(tmp_path, f"./train.sh '{line} --optimizer random'")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     starts = [call.split(maxsplit=2)[1:] for call in calls if call.startswith("start")]
     assert [s[0] for s in starts] == ["trainRotation_NN_kernel.py", "evaluateRotation.py", "report.py", "report.py"]

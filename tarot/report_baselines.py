@@ -1,0 +1,351 @@
+"""results/summary.json's "baselines" section, its README table and figure: TaRot against the baselines of
+baselines.py on the same test questions, over seeds.
+
+For each classification task and seed, the runs with train.sh's settings (any seed) are gathered: TaRot's
+search (BO), its random-search control, and the baselines' folders (``Baseline_<method>_...``). All of a task
+and seed must have asked the same questions; the unedited model is read from them (they all score it).
+
+    summary["baselines"][task][method][setting][metric] = {"mean", "sd", "per_seed"}
+    summary["baselines"][task][method][setting]["paired_ci95"] = [[low, high], ...]  # per seed, restricted F1
+    summary["baselines"][task][method][setting]["seeds"] = [0, 1, 2]
+
+Methods: unedited, contextual, batch, lora, road, tarot, random; settings: zero_shot, few_shot; metrics:
+accuracy, restricted_accuracy, f1, restricted_f1 (calibration only ranks the choices: restricted only). For
+topics, TaRot's accuracy and F1 are those of the first token (``next_token``), as for every other method.
+``summary["baseline_verdicts"]`` answers, per task: does TaRot beat the unedited model, and the best free
+baseline, on six-shot restricted macro F1, with a paired interval that excludes 0?
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tarot.choices import BASELINE_RUN_KIND, CALIBRATION_METHODS
+from tarot.errors import UsageError
+from tarot.report_select import Recipe, Run, differing, full_budget
+from tarot.runs import atomic_write
+from tarot.stats import paired_metric_interval
+
+METHODS = ("unedited", "contextual", "batch", "lora", "road", "tarot", "random")
+NAMES = {
+    "unedited": "unedited",
+    "contextual": "contextual calibration",
+    "batch": "batch calibration",
+    "lora": "LoRA",
+    "road": "RoAd",
+    "tarot": "TaRot (BO)",
+    "random": "random search",
+}
+METRICS = ("accuracy", "restricted_accuracy", "f1", "restricted_f1")
+SETTINGS = ("zero_shot", "few_shot")
+HEADLINE = "restricted_f1"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One method on one task and seed: its test questions and, per setting, the unedited and its metrics."""
+
+    method: str
+    task: str
+    seed: int
+    path: str
+    test_ids: list[int]
+    settings: dict[str, dict[str, dict[str, Any]]]  # setting -> {"base": metrics, "method": metrics}
+    seconds: float | None
+
+
+def _first_token(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A topic run's metrics as the next-token judge gives them (the same as the other methods')."""
+    return metrics | metrics.get("next_token", {})
+
+
+def _from_tarot(run: Run) -> Scored:
+    results = run.classification
+    return Scored(
+        run.optimizer if run.optimizer == "random" else "tarot",
+        run.task,
+        run.identity["seed"],
+        run.path,
+        results["test_ids"],
+        {
+            s: {"base": _first_token(dict(results[s]["base"])), "method": _first_token(dict(results[s]["tarot"]))}  # type: ignore[literal-required]
+            for s in SETTINGS
+        },
+        run.seconds,
+    )
+
+
+def _baseline_matches(identity: dict[str, Any], recipe: Recipe) -> bool:
+    shared = recipe.settings | recipe.by_kind["classification"]
+    keys = ["model", "dtype", "trainingDataSize", "instruction", "fewShotCategory"]
+    if identity["method"] not in CALIBRATION_METHODS:
+        keys += ["layer", "moduleType"]
+    return all(identity.get(key) == shared[key] for key in keys if key in shared)
+
+
+def load_baselines(results: Path, recipe: Recipe) -> list[Scored]:
+    """The baselines' runs in ``results`` made with the recipe's settings (any seed)."""
+    found = []
+    for path in sorted(results.rglob(f"{BASELINE_RUN_KIND}_*/results.json")):
+        identity = json.loads((path.parent / "config.json").read_text())["identity"]
+        if not _baseline_matches(identity, recipe):
+            continue
+        own = json.loads(path.read_text())
+        method = own["method"]
+        training = own.get("training", {})
+        found.append(
+            Scored(
+                method,
+                identity["dataset"],
+                identity["seed"],
+                path.parent.relative_to(results).as_posix(),
+                own["test_ids"],
+                {s: {"base": own[s]["base"], "method": own[s][method]} for s in SETTINGS},
+                training.get("seconds_total"),
+            )
+        )
+    return found
+
+
+def comparison_runs(runs: list[Run], recipe: Recipe) -> list[Scored]:
+    """TaRot's classification runs with the recipe's settings and budget, at any seed."""
+    return [
+        _from_tarot(run)
+        for run in runs
+        if run.kind == "classification" and set(differing(run, recipe)) <= {"seed"} and full_budget(run, recipe)
+    ]
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+        "per_seed": values,
+    }
+
+
+def _method_entry(scored: list[Scored], who: str) -> dict[str, Any]:
+    """One method's settings: each metric over the seeds (in seed order) and its paired intervals."""
+    entry: dict[str, Any] = {}
+    for setting in SETTINGS:
+        records = [s.settings[setting][who] for s in scored]
+        values: dict[str, Any] = {"seeds": [s.seed for s in scored]}
+        for metric in METRICS:
+            if all(metric in r for r in records):
+                values[metric] = _spread([r[metric] for r in records])
+        if who == "method":
+            values["paired_ci95"] = [r.get("paired_ci95", {}).get(HEADLINE) for r in records]
+        entry[setting] = values
+    return entry
+
+
+def compare(scored: list[Scored]) -> dict[str, Any]:
+    """summary["baselines"]: by task, then method (in METHODS' order), the methods' metrics over seeds."""
+    by_task: dict[str, dict[str, dict[int, Scored]]] = {}
+    for item in scored:
+        slot = by_task.setdefault(item.task, {}).setdefault(item.method, {})
+        if item.seed in slot:
+            raise UsageError(
+                f"two {item.method} runs for {item.task} seed {item.seed}: {slot[item.seed].path}, {item.path}"
+            )
+        slot[item.seed] = item
+    table: dict[str, Any] = {}
+    for task, methods in sorted(by_task.items()):
+        seeds = sorted({seed for runs in methods.values() for seed in runs})
+        for seed in seeds:
+            asked = {m: runs[seed] for m, runs in methods.items() if seed in runs}
+            reference = next(iter(asked.values()))
+            for other in asked.values():
+                if other.test_ids != reference.test_ids:
+                    raise UsageError(
+                        f"{task} seed {seed}: {other.path} and {reference.path} asked different test questions"
+                    )
+        unedited = [min(runs, key=lambda s: s.path) for runs in _by_seed(methods).values()]
+        table[task] = {"unedited": _method_entry(unedited, "base")}
+        for method in METHODS[1:]:
+            if method in methods:
+                table[task][method] = _method_entry([methods[method][s] for s in sorted(methods[method])], "method")
+    return table
+
+
+def _by_seed(methods: dict[str, dict[int, Scored]]) -> dict[int, list[Scored]]:
+    out: dict[int, list[Scored]] = {}
+    for runs in methods.values():
+        for seed, item in runs.items():
+            out.setdefault(seed, []).append(item)
+    return dict(sorted(out.items()))
+
+
+def verdicts(scored: list[Scored], table: dict[str, Any]) -> dict[str, Any]:
+    """Per task: TaRot (BO) against the unedited model and against the best free baseline (the calibration
+    with the higher mean six-shot restricted F1, so the harder one to beat), seed by seed: the paired
+    bootstrap 95% interval of the difference in six-shot restricted macro F1 on the same questions."""
+    index = {(s.task, s.method, s.seed): s for s in scored}
+    found: dict[str, Any] = {}
+    for task, methods in table.items():
+        free = [m for m in CALIBRATION_METHODS if m in methods]
+        if "tarot" not in methods or not free:
+            continue
+        best = max(free, key=lambda m: (methods[m]["few_shot"][HEADLINE]["mean"], m))
+        tarot_seeds = methods["tarot"]["few_shot"]["seeds"]
+        seeds = [
+            seed
+            for seed in tarot_seeds
+            if (task, best, seed) in index
+            and "restricted_predictions" in index[(task, "tarot", seed)].settings["few_shot"]["method"]
+        ]
+        if not seeds:  # runs evaluated before the restricted predictions were recorded
+            continue
+        versus_free = []
+        for seed in seeds:
+            tarot, other = index[(task, "tarot", seed)], index[(task, best, seed)]
+            targets = _targets(tarot)
+            versus_free.append(
+                paired_metric_interval(
+                    "f1",
+                    tarot.settings["few_shot"]["method"]["restricted_predictions"],
+                    other.settings["few_shot"]["method"]["restricted_predictions"],
+                    targets,
+                )
+            )
+        versus_unedited = [
+            ci
+            for seed, ci in zip(tarot_seeds, methods["tarot"]["few_shot"]["paired_ci95"], strict=True)
+            if seed in seeds
+        ]
+        found[task] = {
+            "best_free_baseline": best,
+            "seeds": seeds,
+            "tarot_minus_unedited": versus_unedited,
+            "tarot_minus_best_free": versus_free,
+            "beats_unedited": _count(versus_unedited),
+            "beats_best_free": _count(versus_free),
+        }
+    return found
+
+
+def _targets(item: Scored) -> list[str]:
+    from tarot.report_summary import _targets as by_id
+
+    answers = by_id(item.task)
+    assert answers is not None
+    return [answers[i] for i in item.test_ids]
+
+
+def _count(intervals: Sequence[Sequence[float] | None]) -> dict[str, int]:
+    """Seeds whose interval lies above 0 (better), below 0 (worse), or contains 0."""
+    known = [ci for ci in intervals if ci is not None]
+    return {
+        "better": sum(low > 0 for low, _ in known),
+        "worse": sum(high < 0 for _, high in known),
+        "unclear": sum(low <= 0 <= high for low, high in known),
+    }
+
+
+def costs(scored: list[Scored]) -> dict[str, Any]:
+    """Mean seconds per line of each method that records them (TaRot: the search; lora/road: training with
+    its cross-validation), over every task and seed."""
+    seconds: dict[str, list[float]] = {}
+    for item in scored:
+        if item.seconds is not None:
+            seconds.setdefault(item.method, []).append(item.seconds)
+    return {m: {"lines": len(v), "mean_seconds": round(statistics.fmean(v), 1)} for m, v in sorted(seconds.items())}
+
+
+# ---- README ---------------------------------------------------------------------------------------
+
+
+def _cell(entry: dict[str, Any] | None) -> str:
+    if entry is None or HEADLINE not in entry:
+        return "-"
+    f1, accuracy = entry[HEADLINE], entry["restricted_accuracy"]
+    sd = "" if f1["sd"] is None else f" ± {f1['sd']:.3f}"
+    paired = [ci for ci in entry.get("paired_ci95", []) if ci is not None]
+    marks = ""
+    if paired:
+        count = _count(paired)
+        marks = "".join(f" {sign}{count[key]}" for key, sign in (("better", "▲"), ("worse", "▼")) if count[key])
+    return f"{f1['mean']:.3f}{sd} ({accuracy['mean']:.2f}){marks}"
+
+
+def table(summary: dict[str, Any]) -> str:
+    """Task x setting rows, one column per method: restricted macro F1, mean ± sd over the seeds (restricted
+    accuracy); ▲n / ▼n: seeds whose paired interval against the unedited model lies above / below 0."""
+    comparison = summary["baselines"]
+    lines = [
+        "| task | setting | seeds | " + " | ".join(NAMES[m] for m in METHODS) + " |",
+        "|---|---|---|" + "---|" * len(METHODS),
+    ]
+    for task, methods in comparison.items():
+        for setting in SETTINGS:
+            seeds = len(methods["unedited"][setting]["seeds"])
+            cells = " | ".join(_cell(methods.get(m, {}).get(setting)) for m in METHODS)
+            lines.append(f"| {task} | {setting.replace('_', '-')} | {seeds} | {cells} |")
+    verdict_rows = summary.get("baseline_verdicts", {})
+    if verdict_rows:
+        lines += [
+            "",
+            "| task | TaRot beats the unedited model? (seeds better / worse / unclear) | best free baseline | "
+            "TaRot beats it? (seeds better / worse / unclear) |",
+            "|---|---|---|---|",
+        ]
+        for task, v in verdict_rows.items():
+            lines.append(
+                f"| {task} | {_verdict(v['beats_unedited'])} | {NAMES[v['best_free_baseline']]} | "
+                f"{_verdict(v['beats_best_free'])} |"
+            )
+    cost = summary.get("baseline_costs", {})
+    if cost:
+        lines += [
+            "",
+            "Cost per line (one thread): "
+            + "; ".join(f"{NAMES[m]} {c['mean_seconds']:.0f} s (mean of {c['lines']})" for m, c in cost.items()),
+        ]
+    return "\n".join(lines)
+
+
+def _verdict(count: dict[str, int]) -> str:
+    seeds = count["better"] + count["worse"] + count["unclear"]
+    word = "yes" if count["better"] == seeds else ("no, worse" if count["worse"] == seeds else "no")
+    return f"{word} ({count['better']} / {count['worse']} / {count['unclear']})"
+
+
+# ---- figure ---------------------------------------------------------------------------------------
+
+
+def bars(summary: dict[str, Any], path: Path) -> None:
+    """results/baselines.png: per task, one bar per method, six-shot (and zero-shot) restricted macro F1,
+    mean over seeds with the seeds' standard deviation as error bars."""
+    comparison = summary["baselines"]
+    if not comparison:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(comparison)
+    figure, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.9 * len(tasks)), 6.4), squeeze=False)
+    width = 0.8 / len(METHODS)
+    for ax, setting in zip(axes.flat, ("few_shot", "zero_shot"), strict=True):
+        for k, method in enumerate(METHODS):
+            means, errors, xs = [], [], []
+            for t, task in enumerate(tasks):
+                entry = comparison[task].get(method, {}).get(setting, {}).get(HEADLINE)
+                if entry is not None:
+                    xs.append(t - 0.4 + (k + 0.5) * width)
+                    means.append(entry["mean"])
+                    errors.append(entry["sd"] or 0.0)
+            ax.bar(xs, means, width, yerr=errors, capsize=2, label=NAMES[method], color=f"C{k}")
+        ax.set_xticks(range(len(tasks)), tasks)
+        ax.set_ylabel("restricted macro F1")
+        ax.set_title(f"{'six-shot' if setting == 'few_shot' else 'zero-shot'}: mean over seeds, error bars = sd")
+    axes.flat[0].legend(ncol=4, fontsize=7, loc="upper left")
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
+    plt.close(figure)
