@@ -49,6 +49,7 @@ def build(results: Path, recipe: Recipe | None = None) -> dict[str, str]:
     scored = report_baselines.comparison_runs(runs, recipe) + report_baselines.load_baselines(results, recipe)
     summary["baselines"] = report_baselines.compare(scored)
     summary["baseline_verdicts"] = report_baselines.verdicts(scored, summary["baselines"])
+    summary["variant_verdicts"] = report_baselines.variant_verdicts(scored, summary["baselines"])
     summary["baseline_costs"] = report_baselines.costs(scored)
     results.mkdir(exist_ok=True)
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"

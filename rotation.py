@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 # The flags' choices and the angle syntax live in a module without torch, so the scripts check flags at once.
-from tarot.choices import METHODS, MODULES
+from tarot.choices import METHODS, MODULES, SHARING
 from tarot.choices import parse_angle as parse_angle  # re-exported: rotation.parse_angle
 
 # Where the tensor TaRot rotates is consumed, by attribute path inside one decoder layer. Covers the
@@ -271,10 +271,21 @@ def _block_and_shape(info: Layout, layer_count: int, module: str, method: str) -
     return info.hidden_size, (layer_count, num_angles(method, info.hidden_size))
 
 
-def param_shape(model: nn.Module, *, layers: Sequence[int], module: str, method: str) -> tuple[int, ...]:
-    """(layer, head, angle) for ``reasoning``, (layer, angle) for ``mlp``."""
+def param_shape(
+    model: nn.Module, *, layers: Sequence[int], module: str, method: str, sharing: str = "none"
+) -> tuple[int, ...]:
+    """(layer, head, angle) for ``reasoning``, (layer, angle) for ``mlp``; with ``sharing`` the shared axes
+    have size 1: ``"layer"``, one set per layer shared by its heads, (layer, 1, angle); ``"all"``, one set
+    for every layer and head, (1, 1, angle) or (1, angle). Fold and rotate broadcast them."""
+    if sharing not in SHARING:
+        raise ValueError(f"unknown sharing {sharing!r}; choose one of {', '.join(SHARING)}")
     info, sites = _sites(model, tuple(layers), module)
-    return _block_and_shape(info, len(sites), module, method)[1]
+    shape = _block_and_shape(info, len(sites), module, method)[1]
+    if sharing == "layer" and module == "reasoning":
+        return (shape[0], 1, shape[2])
+    if sharing == "all":
+        return (1,) * (len(shape) - 1) + (shape[-1],)
+    return shape
 
 
 def num_params(model: nn.Module, *, layers: Sequence[int], module: str, method: str) -> int:
@@ -288,15 +299,21 @@ def num_params(model: nn.Module, *, layers: Sequence[int], module: str, method: 
 
 
 def _as_tensor(params, shape: tuple[int, ...]) -> torch.Tensor:
+    """The parameters laid out as ``shape``: a flat vector or that shape, or a shared layout (one of
+    :data:`SHARING`'s shapes, with size 1 on the shared axes), broadcast over the shared axes."""
     if isinstance(params, torch.Tensor):
         tensor = params.detach().to("cpu", torch.float64)
     else:
         tensor = torch.as_tensor(np.asarray(params, dtype=np.float64))
+    if not torch.isfinite(tensor).all():
+        raise ValueError("parameters contain NaN or infinity")
+    if tensor.dim() == len(shape) and tuple(tensor.shape) != shape:
+        if all(have in (1, want) for have, want in zip(tensor.shape, shape, strict=True)):
+            return tensor.expand(shape)
+        raise ValueError(f"parameters of shape {tuple(tensor.shape)} cannot be shared over the shape {shape}")
     expected = math.prod(shape)
     if tensor.numel() != expected:
         raise ValueError(f"expected {expected} parameters laid out as {shape}, got {tensor.numel()}")
-    if not torch.isfinite(tensor).all():
-        raise ValueError("parameters contain NaN or infinity")
     return tensor.reshape(shape)
 
 

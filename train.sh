@@ -11,6 +11,8 @@
 #   ./train.sh --list [FILTER]       print the main stage's lines (the experiments)
 #   ./train.sh --list-compare [FILTER]  print the comparison's lines: TaRot at seeds 1 and 2, and the
 #                                    baselines (baselines.py) at seeds 0, 1 and 2, on TaRot's questions
+#   ./train.sh --list-variants [FILTER]  print the study of the knobs aimed at answer collapse: each knob
+#                                    alone, TaRot and random search, seeds 0-2 (review_topic: seed 0)
 #   ./train.sh --list-after [FILTER] print the lines that need the main stage's runs (collateral damage)
 #
 # Side by side, with any runner that reads one command per line (the lines hold no quotes or backslashes):
@@ -62,6 +64,9 @@ GENERATION_TASKS=(imdb toxicity xsum)               # positive sentiment, non-to
 TRAINING_SIZES=(5 10 40)                            # navigate with fewer or more training examples
 COLLATERAL_TASKS=(navigate winowhy color)           # other tasks' test sets for entailed_polarity's TaRot
 BASELINES=(contextual batch lora road)              # baselines.py --method: free (calibration), trained (peft)
+# the knobs aimed at answer collapse, one at a time (docs/method.md): the objective, then the other flags
+VARIANTS=("--metric balanced_logprob" "--metric choice_ce" "--metric prob --balancedTraining"
+  "--metric prob --angleSharing layer" "--metric prob --angleSharing all" "--metric prob --selectOn dev:5")
 
 FILTER=
 emit() {  # emit LINE: print it if it contains FILTER
@@ -126,6 +131,22 @@ compare_stage() {
   done
 }
 
+variant_stage() {
+  local task seed variant optimizer train test
+  for variant in "${VARIANTS[@]}"; do
+    for task in "${TABLE_TASKS[@]}" review_topic; do
+      train=trainRotation_NN_kernel.py test=evaluateRotation.py
+      [[ $task == review_topic ]] && train=train_topic.py test=test_topic.py
+      for seed in 0 1 2; do
+        [[ $task == review_topic && $seed != 0 ]] && continue
+        for optimizer in "${OPTIMIZERS[@]}"; do
+          experiment $train $test "$UNSEEDED --seed $seed --rotationMethod rotary --trainingDataSize 20 $variant --fewShotCategory mix --dataset $task --optimizer $optimizer"
+        done
+      done
+    done
+  done
+}
+
 after_stage() {
   local task
   # Collateral damage: entailed_polarity's TaRot (the first line) on the other tasks' test sets (the same
@@ -137,7 +158,7 @@ after_stage() {
 
 run_serially() {  # run_serially: every selected line in order, past failures; list the failures at the end
   local lines=() failed=() line start
-  mapfile -t lines < <(main_stage; compare_stage; after_stage)
+  mapfile -t lines < <(main_stage; compare_stage; variant_stage; after_stage)
   (( ${#lines[@]} )) || { echo "train.sh: error: FILTER '$FILTER' matches no line; see ./train.sh --list" >&2; exit 2; }
   for line in "${lines[@]}"; do
     start=$SECONDS
@@ -164,6 +185,7 @@ one_filter() {  # one_filter ARGS...: at most one
 case ${1:-} in
   --list) shift; one_filter "$@"; main_stage ;;
   --list-compare) shift; one_filter "$@"; compare_stage ;;
+  --list-variants) shift; one_filter "$@"; variant_stage ;;
   --list-after) shift; one_filter "$@"; after_stage ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
   *) one_filter "$@"; run_serially ;;

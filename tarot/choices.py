@@ -14,9 +14,11 @@ from fractions import Fraction
 DEFAULT_MODEL = "smollm2"  # --model: the embedded SmolLM2-135M-Instruct
 METHODS = ("rotary", "givens", "scale")  # --rotationMethod
 MODULES = ("reasoning", "mlp")  # --moduleType
+SHARING = ("none", "layer", "all")  # --angleSharing: one angle set per head and layer, per layer, or one for all
 DTYPE_NAMES = ("float32", "bfloat16", "float16")  # --dtype: names of torch dtypes
 OPTIMIZER_KINDS = ("bo", "random")  # --optimizer (tarot/optimize.py)
-CLASSIFICATION_METRICS = ("prob", "accuracy", "logit_diff", "rank")  # --metric (tarot/scoring.py)
+# --metric (tarot/scoring.py); the last two are class-balanced, and choice_ce needs the choices
+CLASSIFICATION_METRICS = ("prob", "accuracy", "logit_diff", "rank", "balanced_logprob", "choice_ce")
 DEFAULT_SCORERS = {"imdb": "sentiment", "toxicity": "toxicity", "xsum": "rouge"}  # generation tasks, --scorer
 TOPIC_DATASETS = ("review_topic", "ag_news")  # --dataset of train_topic.py / test_topic.py
 # --scorer (tarot/scorers.py makes them); the one that compares with a reference text needs xsum

@@ -14,11 +14,12 @@ import torch
 import rotation
 from tarot import cli
 from tarot.data import MAX_SHOTS, Split, Task, load_task, make_split, task_name
+from tarot.errors import UsageError
 from tarot.models import context_length, load_model, save_model
 from tarot.results import ClassificationResults, LabelMetrics, Setting, write_classification
 from tarot.runs import RunDir, read_jsonl
 from tarot.scoring import PromptSet, build_prompts, last_logits, objective_values
-from tarot.search import best_angles, start_search
+from tarot.search import best_angles, select_on_dev, start_search
 from tarot.stats import macro_f1, one_answer, paired_metric_interval, summary
 
 RUN_KIND = "NN_kernel"
@@ -33,12 +34,18 @@ def task_split(task: Task, args) -> Split:
         test_size=args.testingDataSize,
         seed=args.seed,
         few_shot=args.fewShotCategory,
+        balanced=getattr(args, "balancedTraining", False),
     )
 
 
 def _setup(args, kind: str) -> tuple[Task, Split, RunDir]:
     """Everything that can be checked before the model loads."""
     task = load_task(args.dataset, args.instruction)
+    if args.metric == "choice_ce" and not all(e.choices for e in task.examples):
+        raise UsageError(
+            f"--metric choice_ce: {task.name} has no choices (a 'choices' field in each line); it is a "
+            f"log-softmax over them: use balanced_logprob"
+        )
     split = task_split(task, args)
     run = RunDir(cli.run_path(args, task.name, kind))
     run.check_identity(cli.identity(args, task))
@@ -47,11 +54,13 @@ def _setup(args, kind: str) -> tuple[Task, Split, RunDir]:
 
 
 def _split_record(split: Split, prompts: PromptSet) -> dict:
+    balanced = {} if split.label_counts is None else {"train_label_counts": split.label_counts}
     return {
         **split.ids(),
         "train_shots": split.shots,
         "train_prompts": prompts.texts,
         "train_answer_token_ids": prompts.answer_ids,
+        **balanced,
     }
 
 
@@ -85,16 +94,30 @@ def train(argv=None, *, flags: Flags = cli.train_flags, kind: str = RUN_KIND) ->
         prompts = build_prompts(
             tokenizer, task, split.fewshot, split.train, split.shots, max_tokens=context_length(model)
         )
+        dev = dev_rows(args, len(prompts))
+        searched = [i for i in range(len(prompts)) if i not in dev]
+        record = _split_record(split, prompts) | ({"dev": [split.train[i].id for i in dev]} if dev else {})
         start_search(
             run,
             args,
             cli.identity(args, task),
             shape,
-            _split_record(split, prompts),
-            Objective(model, prompts, args, shape),
-            what=f"{task.name}, {len(split.train)} training prompts",
+            record,
+            Objective(model, prompts.subset(searched), args, shape),
+            what=f"{task.name}, {len(searched)} training prompts" + (f" (+{len(dev)} dev)" if dev else ""),
         )
+        if dev:
+            select_on_dev(run, shape, Objective(model, prompts.subset(dev), args, shape), args.metric)
     return run
+
+
+def dev_rows(args, count: int) -> list[int]:
+    """--selectOn dev:K: the last K training prompts (the split is already shuffled) are held out of the
+    objective and score the final point's candidates instead; none without the flag."""
+    if getattr(args, "selectOn", None) is None:
+        return []
+    k = int(args.selectOn.split(":")[1])
+    return list(range(count - k, count))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,7 +266,7 @@ def _evaluate(
         _split_record(split, build_prompts(tokenizer, task, split.fewshot, split.train, split.shots)), train_script
     )
     shape = cli.angle_shape(model, args)
-    angles, best = best_angles(run, shape)
+    angles, best = best_angles(run, shape, dev=getattr(args, "selectOn", None) is not None)
     evaluations = len(read_jsonl(run.history))  # points.safetensors may be absent (a run kept in results/)
     planned = args.initialPoints + args.iterations
     if evaluations < planned:

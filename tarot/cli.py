@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tarot import choices
 from tarot.data import SHOT_COUNTS, XSUM_INSTRUCTION, check_source, default_instruction, task_name
@@ -34,8 +35,8 @@ def build_parser(
     model.add_argument(
         "--model",
         default=choices.DEFAULT_MODEL,
-        help="smollm2 (embedded, offline), qwen_2, phi-3, llama-3-8b, mixtral, a hub id, a "
-        "local folder or a .gguf file",
+        help="smollm2 (embedded, offline), gemma3-270m (embedded, a base model), qwen_2, phi-3, llama-3-8b, "
+        "mixtral, a hub id, a local folder or a .gguf file",
     )
     model.add_argument("--dtype", default="float32", choices=choices.DTYPE_NAMES)
     model.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
@@ -88,6 +89,13 @@ def build_parser(
         help="first evaluations: the zero rotation (the unedited model), then random points",
     )
     search.add_argument("--seed", type=int, default=0)
+    search.add_argument(
+        "--angleSharing",
+        default="none",
+        choices=choices.SHARING,
+        help="none: one angle set per head and layer; layer: one per layer, shared by its heads; all: one set "
+        "shared by every layer and head (SmolLM2, rotary, layers 0-15: 4,320 / 480 / 32 angles)",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument("--outputDir", default="runs", help="run directories go under this folder")
@@ -116,6 +124,13 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
             raise UsageError(f"--{flag} must be at least {minimum}, got {getattr(args, flag)}")
     if args.layer[0] < 0 or args.layer[0] >= args.layer[1]:
         raise UsageError(f"--layer: need 0 <= START < END, got {args.layer[0]} {args.layer[1]}")
+    select_on = getattr(args, "selectOn", None)
+    if select_on is not None:
+        match = re.fullmatch(r"dev:(\d+)", select_on)
+        if not match or int(match[1]) < 1 or int(match[1]) >= args.trainingDataSize:
+            raise UsageError(
+                f"--selectOn: {select_on!r} is not dev:K with 1 <= K < --trainingDataSize ({args.trainingDataSize})"
+            )
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):  # whether that CUDA device exists: at load time
         raise UsageError(f"--device: unknown {args.device!r}; use auto, cpu, cuda or cuda:N")
     return args
@@ -153,6 +168,20 @@ def classification_parser(
 ) -> argparse.ArgumentParser:
     parser = build_parser(
         description, metrics=choices.CLASSIFICATION_METRICS, default_metric="prob", default_test_size=200
+    )
+    search = next(group for group in parser._action_groups if group.title == "search")
+    search.add_argument(
+        "--balancedTraining",
+        action="store_true",
+        help="draw the training examples stratified by label, equal counts where the data allow (the test "
+        "questions stay those of the unbalanced split)",
+    )
+    search.add_argument(
+        "--selectOn",
+        default=None,
+        metavar="dev:K",
+        help="hold K training examples out of the objective and choose the final point among the 10 best "
+        "training points by the objective on those K (default: the best training point)",
     )
     if baseline:
         group = parser.add_argument_group("baseline")
@@ -324,7 +353,9 @@ def angle_shape(model, args) -> tuple[int, ...]:
     import rotation  # torch: only once a model is loaded
 
     try:
-        return rotation.param_shape(model, layers=args.layer, module=args.moduleType, method=args.rotationMethod)
+        return rotation.param_shape(
+            model, layers=args.layer, module=args.moduleType, method=args.rotationMethod, sharing=args.angleSharing
+        )
     except ValueError as error:
         raise UsageError(f"--layer/--moduleType/--rotationMethod: {error}") from None
 
@@ -333,13 +364,35 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
 
+def variants(args) -> dict[str, Any]:
+    """The knobs of issue 12 that differ from their defaults: part of a run's identity and folder name only
+    then, so that the runs made before they existed keep theirs."""
+    found: dict[str, Any] = {}
+    if getattr(args, "angleSharing", "none") != "none":
+        found["angleSharing"] = args.angleSharing
+    if getattr(args, "balancedTraining", False):
+        found["balancedTraining"] = True
+    if getattr(args, "selectOn", None) is not None:
+        found["selectOn"] = args.selectOn
+    return found
+
+
+def variant_suffix(args) -> str:
+    """``_share-layer``, ``_balanced``, ``_dev5``: the folder name's part for :func:`variants`."""
+    found = variants(args)
+    parts = [f"share-{found['angleSharing']}"] if "angleSharing" in found else []
+    parts += ["balanced"] if "balancedTraining" in found else []
+    parts += [found["selectOn"].replace(":", "")] if "selectOn" in found else []
+    return "".join(f"_{part}" for part in parts)
+
+
 def run_path(args, task_name: str, kind: str) -> Path:
     """``outputDir/model/dataset/<kind>_layer_...``: one folder per flag combination, like the paper's files."""
     a0, a1 = radians(args)
     name = (
         f"{kind}_layer_{args.layer[0]}_{args.layer[1]}_angle_{a0:.4f}_{a1:.4f}_{args.moduleType}_"
         f"{args.metric}_{args.fewShotCategory}_{args.rotationMethod}_n{args.trainingDataSize}_"
-        f"{args.optimizer}_init{args.initialPoints}_seed{args.seed}"
+        f"{args.optimizer}_init{args.initialPoints}_seed{args.seed}" + variant_suffix(args)
     )
     return (
         Path(args.outputDir)
@@ -369,6 +422,7 @@ def identity(args, task) -> dict:
         "optimizer": args.optimizer,
         "initialPoints": args.initialPoints,
         "seed": args.seed,
+        **variants(args),
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,6 +200,7 @@ class Split:
     train: list[Example]
     test: list[Example]
     shots: list[int] = field(default_factory=list)  # shot count of each training prompt, drawn once
+    label_counts: dict[str, int] | None = None  # --balancedTraining: training examples per label
 
     def ids(self) -> dict[str, list[int]]:
         return {
@@ -208,12 +210,16 @@ class Split:
         }
 
 
-def make_split(task: Task, *, train_size: int, test_size: int, seed: int, few_shot: str) -> Split:
+def make_split(
+    task: Task, *, train_size: int, test_size: int, seed: int, few_shot: str, balanced: bool = False
+) -> Split:
     """Shuffle once with the seed; take 6 demonstrations, then the training examples, then the test set.
 
     The test set never holds an input that also appears among the demonstrations or training examples
     (BIG-bench winowhy has duplicates). Shot counts of the training prompts are drawn here, once, so the
-    objective is a deterministic function of the angles.
+    objective is a deterministic function of the angles. ``balanced`` (--balancedTraining) then draws the
+    training examples again, stratified by label (:func:`balanced_training`), keeping the same test questions
+    and shot counts, so that the runs with and without it are compared on the same questions.
     """
     if few_shot not in SHOT_COUNTS:
         raise UsageError(f"--fewShotCategory: unknown {few_shot!r}; choose one of {', '.join(SHOT_COUNTS)}")
@@ -235,7 +241,32 @@ def make_split(task: Task, *, train_size: int, test_size: int, seed: int, few_sh
             f"demonstrations and {train_size} training examples (inputs seen in those are not tested)"
         )
     shots = [int(k) for k in rng.choice(SHOT_COUNTS[few_shot], size=train_size)]
-    return Split(fewshot, train, test, shots)
+    if not balanced:
+        return Split(fewshot, train, test, shots)
+    tested = {e.input for e in test}
+    pool = [e for e in order[MAX_SHOTS:] if e.input not in tested]  # never a test question or its input
+    train = balanced_training(pool, train_size, task.name)
+    return Split(fewshot, train, test, shots, dict(sorted(Counter(e.target for e in train).items())))
+
+
+def balanced_training(pool: list[Example], size: int, task: str) -> list[Example]:
+    """``size`` examples of ``pool`` (in its order), as equal in count per label as the pool allows: each
+    label's share is ``size // labels``, the first ``size % labels`` labels (sorted) one more; a label with
+    fewer examples than its share gives them all, and the rest is filled from the other labels in order."""
+    labels = sorted({e.target for e in pool})
+    if len(labels) < 2:
+        raise UsageError(
+            f"--balancedTraining: every training candidate of {task} has the label {labels}; nothing to balance"
+        )
+    assert len(pool) >= size  # the pool holds the unbalanced split's training examples
+    share = {label: size // len(labels) + (k < size % len(labels)) for k, label in enumerate(labels)}
+    chosen: list[Example] = []
+    for label in labels:
+        chosen += [e for e in pool if e.target == label][: share[label]]
+    taken = {id(e) for e in chosen}
+    chosen += [e for e in pool if id(e) not in taken][: size - len(chosen)]
+    position = {id(e): k for k, e in enumerate(pool)}
+    return sorted(chosen, key=lambda e: position[id(e)])
 
 
 def split_from_ids(task: Task, ids: dict[str, list[int]], shots: list[int]) -> Split:

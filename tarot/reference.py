@@ -81,7 +81,7 @@ def hooked(model, params: torch.Tensor, *, layers, module: str, method: str):
                 (z,) = args
                 d = matrices[0].shape[0]
                 parts = z.view(*z.shape[:-1], len(matrices), d)
-                rotated = torch.stack([parts[..., h, :].double() @ m for h, m in enumerate(matrices)], -2)
+                rotated = torch.stack([parts[..., h, :].double() @ m.to(z.device) for h, m in enumerate(matrices)], -2)
                 return (rotated.to(z.dtype).reshape(z.shape),)
 
             handles.append(layer.get_submodule(attn_path).register_forward_pre_hook(pre_hook))
@@ -89,7 +89,7 @@ def hooked(model, params: torch.Tensor, *, layers, module: str, method: str):
             matrix = MATRIX[method](params[offset])
 
             def hook(mod, args, output, matrix=matrix):
-                return (output.double() @ matrix).to(output.dtype)
+                return (output.double() @ matrix.to(output.device)).to(output.dtype)
 
             handles.append(layer.get_submodule(mlp_path).register_forward_hook(hook))
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ class Scored:
     test_ids: list[int]
     settings: dict[str, dict[str, dict[str, Any]]]  # setting -> {"base": metrics, "method": metrics}
     seconds: float | None
+    training: dict[str, Any] | None = None  # lora, road: steps, learning rate, whether it diverged
 
 
 def _first_token(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -64,10 +66,25 @@ def _first_token(metrics: dict[str, Any]) -> dict[str, Any]:
     return metrics | metrics.get("next_token", {})
 
 
-def _from_tarot(run: Run) -> Scored:
+# identity keys a TaRot variant (issue 12's knobs) may change, besides the seed
+KNOBS = ("metric", "angleSharing", "balancedTraining", "selectOn")
+
+
+def method_name(run: Run, recipe: Recipe) -> str:
+    """``tarot`` or ``random``, with the knobs that differ from the recipe's: ``tarot[choice_ce,balanced,layer]``."""
+    identity = run.identity
+    tags = [identity["metric"]] if identity["metric"] != recipe.by_kind["classification"]["metric"] else []
+    tags += ["balanced"] if identity.get("balancedTraining") else []
+    tags += [identity["angleSharing"]] if identity.get("angleSharing") else []
+    tags += [identity["selectOn"]] if identity.get("selectOn") else []
+    base = "random" if run.optimizer == "random" else "tarot"
+    return f"{base}[{','.join(tags)}]" if tags else base
+
+
+def _from_tarot(run: Run, recipe: Recipe) -> Scored:
     results = run.classification
     return Scored(
-        run.optimizer if run.optimizer == "random" else "tarot",
+        method_name(run, recipe),
         run.task,
         run.identity["seed"],
         run.path,
@@ -107,17 +124,19 @@ def load_baselines(results: Path, recipe: Recipe) -> list[Scored]:
                 own["test_ids"],
                 {s: {"base": own[s]["base"], "method": own[s][method]} for s in SETTINGS},
                 training.get("seconds_total"),
+                training or None,
             )
         )
     return found
 
 
 def comparison_runs(runs: list[Run], recipe: Recipe) -> list[Scored]:
-    """TaRot's classification runs with the recipe's settings and budget, at any seed."""
+    """TaRot's classification runs with the recipe's settings and budget, at any seed, and its variants (the
+    same, with some of :data:`KNOBS` changed)."""
     return [
-        _from_tarot(run)
+        _from_tarot(run, recipe)
         for run in runs
-        if run.kind == "classification" and set(differing(run, recipe)) <= {"seed"} and full_budget(run, recipe)
+        if run.kind == "classification" and set(differing(run, recipe)) <= {"seed", *KNOBS} and full_budget(run, recipe)
     ]
 
 
@@ -167,7 +186,8 @@ def compare(scored: list[Scored]) -> dict[str, Any]:
                     )
         unedited = [min(runs, key=lambda s: s.path) for runs in _by_seed(methods).values()]
         table[task] = {"unedited": _method_entry(unedited, "base")}
-        for method in METHODS[1:]:
+        variants = sorted(m for m in methods if m not in METHODS)
+        for method in [*METHODS[1:], *variants]:
             if method in methods:
                 table[task][method] = _method_entry([methods[method][s] for s in sorted(methods[method])], "method")
     return table
@@ -181,52 +201,56 @@ def _by_seed(methods: dict[str, dict[int, Scored]]) -> dict[int, list[Scored]]:
     return dict(sorted(out.items()))
 
 
-def verdicts(scored: list[Scored], table: dict[str, Any]) -> dict[str, Any]:
-    """Per task: TaRot (BO) against the unedited model and against the best free baseline (the calibration
-    with the higher mean six-shot restricted F1, so the harder one to beat), seed by seed: the paired
-    bootstrap 95% interval of the difference in six-shot restricted macro F1 on the same questions."""
+def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot") -> dict[str, Any]:
+    """Per task: ``method`` (TaRot's BO by default) against the unedited model and against the best free
+    baseline (the calibration with the higher mean six-shot restricted F1, so the harder one to beat), seed
+    by seed: the paired bootstrap 95% interval of the difference in six-shot restricted macro F1 on the same
+    questions."""
     index = {(s.task, s.method, s.seed): s for s in scored}
     found: dict[str, Any] = {}
     for task, methods in table.items():
         free = [m for m in CALIBRATION_METHODS if m in methods]
-        if "tarot" not in methods or not free:
+        if method not in methods or not free:
             continue
         best = max(free, key=lambda m: (methods[m]["few_shot"][HEADLINE]["mean"], m))
-        tarot_seeds = methods["tarot"]["few_shot"]["seeds"]
+        own_seeds = methods[method]["few_shot"]["seeds"]
         seeds = [
             seed
-            for seed in tarot_seeds
+            for seed in own_seeds
             if (task, best, seed) in index
-            and "restricted_predictions" in index[(task, "tarot", seed)].settings["few_shot"]["method"]
+            and "restricted_predictions" in index[(task, method, seed)].settings["few_shot"]["method"]
         ]
         if not seeds:  # runs evaluated before the restricted predictions were recorded
             continue
         versus_free = []
         for seed in seeds:
-            tarot, other = index[(task, "tarot", seed)], index[(task, best, seed)]
-            targets = _targets(tarot)
+            edited, other = index[(task, method, seed)], index[(task, best, seed)]
             versus_free.append(
                 paired_metric_interval(
                     "f1",
-                    tarot.settings["few_shot"]["method"]["restricted_predictions"],
+                    edited.settings["few_shot"]["method"]["restricted_predictions"],
                     other.settings["few_shot"]["method"]["restricted_predictions"],
-                    targets,
+                    _targets(edited),
                 )
             )
         versus_unedited = [
-            ci
-            for seed, ci in zip(tarot_seeds, methods["tarot"]["few_shot"]["paired_ci95"], strict=True)
-            if seed in seeds
+            ci for seed, ci in zip(own_seeds, methods[method]["few_shot"]["paired_ci95"], strict=True) if seed in seeds
         ]
         found[task] = {
             "best_free_baseline": best,
             "seeds": seeds,
-            "tarot_minus_unedited": versus_unedited,
-            "tarot_minus_best_free": versus_free,
+            "minus_unedited": versus_unedited,
+            "minus_best_free": versus_free,
             "beats_unedited": _count(versus_unedited),
             "beats_best_free": _count(versus_free),
         }
     return found
+
+
+def variant_verdicts(scored: list[Scored], table: dict[str, Any]) -> dict[str, Any]:
+    """:func:`verdicts` for every TaRot variant (``tarot[...]``), by variant then task."""
+    variants = sorted({m for methods in table.values() for m in methods if m.startswith("tarot[")})
+    return {variant: verdicts(scored, table, variant) for variant in variants}
 
 
 def _targets(item: Scored) -> list[str]:
@@ -251,10 +275,22 @@ def costs(scored: list[Scored]) -> dict[str, Any]:
     """Mean seconds per line of each method that records them (TaRot: the search; lora/road: training with
     its cross-validation), over every task and seed."""
     seconds: dict[str, list[float]] = {}
+    trained: dict[str, list[dict[str, Any]]] = {}
     for item in scored:
         if item.seconds is not None:
             seconds.setdefault(item.method, []).append(item.seconds)
-    return {m: {"lines": len(v), "mean_seconds": round(statistics.fmean(v), 1)} for m, v in sorted(seconds.items())}
+        if item.training is not None:
+            trained.setdefault(item.method, []).append(item.training)
+    found: dict[str, Any] = {
+        m: {"lines": len(v), "mean_seconds": round(statistics.fmean(v), 1)} for m, v in sorted(seconds.items())
+    }
+    for method, logs in trained.items():  # how the cross-validation chose, and whether a run diverged
+        found[method] |= {
+            "diverged": sum(bool(log["diverged"]) for log in logs),
+            "steps": sorted(log["steps"] for log in logs),
+            "learning_rates": dict(sorted(Counter(f"{log['learning_rate']:g}" for log in logs).items())),
+        }
+    return found
 
 
 # ---- README ---------------------------------------------------------------------------------------
@@ -304,8 +340,48 @@ def table(summary: dict[str, Any]) -> str:
         lines += [
             "",
             "Cost per line (one thread): "
-            + "; ".join(f"{NAMES[m]} {c['mean_seconds']:.0f} s (mean of {c['lines']})" for m, c in cost.items()),
+            + "; ".join(f"{NAMES.get(m, m)} {c['mean_seconds']:.0f} s (mean of {c['lines']})" for m, c in cost.items()),
         ]
+        for method, c in cost.items():
+            if "diverged" in c:
+                rates = ", ".join(f"{rate} on {n}" for rate, n in c["learning_rates"].items())
+                lines += [
+                    "",
+                    f"{NAMES[method]}: steps chosen by cross-validation {c['steps']} (learning rate {rates}); "
+                    f"{c['diverged']} of {c['lines']} runs diverged",
+                ]
+    return "\n".join(lines)
+
+
+def variants_table(summary: dict[str, Any]) -> str:
+    """TaRot's variants (issue 12's knobs), each with its random-search control: restricted macro F1 mean ±
+    sd over seeds (restricted accuracy) zero-shot and six-shot, six-shot exact-match accuracy, and whether the
+    variant beats the unedited model and the best free baseline (seeds better / worse / unclear)."""
+    comparison, verdict_rows = summary["baselines"], summary.get("variant_verdicts", {})
+    lines = [
+        "| method | task | seeds | zero-shot | six-shot | six-shot accuracy | beats the unedited model? | "
+        "beats the best free baseline? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    names = sorted({m for methods in comparison.values() for m in methods if "[" in m or m in ("tarot", "random")})
+    for method in sorted(names, key=lambda m: (m.split("[")[0] != "tarot", "[" in m, m)):
+        for task, methods in comparison.items():
+            if method not in methods:
+                continue
+            entry = methods[method]
+            accuracy = entry["few_shot"].get("accuracy")
+            verdict = (summary.get("baseline_verdicts", {}) if method == "tarot" else verdict_rows.get(method, {})).get(
+                task
+            )
+            lines.append(
+                f"| {method} | {task} | {len(entry['few_shot']['seeds'])} | {_cell(entry['zero_shot'])} | "
+                f"{_cell(entry['few_shot'])} | {'-' if accuracy is None else format(accuracy['mean'], '.3f')} | "
+                + (
+                    f"{_verdict(verdict['beats_unedited'])} | {_verdict(verdict['beats_best_free'])} |"
+                    if verdict
+                    else "- | - |"
+                )
+            )
     return "\n".join(lines)
 
 

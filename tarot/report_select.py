@@ -28,8 +28,14 @@ KEPT_FILES = (
     "best_angles.safetensors",
     "results.json",
     "samples.jsonl",
+    "selection.json",
     f"{CROSS_RESULTS_PREFIX}*.json",
 )
+
+
+# The knobs aimed at answer collapse, off: absent from the identity of a run made without them
+# (tarot/cli.py, variants), so a run with any of them is never in the main table or a study.
+KNOBS_OFF = {"angleSharing": None, "balancedTraining": None, "selectOn": None}
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,7 @@ def full_budget(run: Run, recipe: Recipe) -> bool:
 
 def main_settings(run: Run, recipe: Recipe) -> dict[str, Any]:
     """The recipe's settings for a run of this kind (and, for generation, its dataset's default scorer)."""
-    settings = recipe.settings | recipe.by_kind[run.kind]
+    settings = KNOBS_OFF | recipe.settings | recipe.by_kind[run.kind]
     if run.kind == "generation":
         settings["scorer"] = DEFAULT_SCORERS.get(run.task)
     return settings

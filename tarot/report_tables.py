@@ -113,9 +113,11 @@ def sections(summary: dict[str, Any]) -> dict[str, str]:
     """The README's generated sections, by marker name, in order."""
     found = {"table": main_table(summary)}
     if summary.get("baselines"):
-        from tarot.report_baselines import table
+        from tarot.report_baselines import table, variants_table
 
         found["baselines"] = table(summary)
+        if any("[" in method for methods in summary["baselines"].values() for method in methods):
+            found["variants"] = variants_table(summary)
     if summary["collateral"]:
         found["collateral"] = collateral_table(summary)
     for key in summary["studies"]:

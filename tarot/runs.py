@@ -255,6 +255,7 @@ class RunDir:
         self.state = path / "optimizer_state.json"
         self.best = path / "best_angles.safetensors"
         self.results = path / "results.json"
+        self.selection = path / "selection.json"  # --selectOn dev:K: the final point chosen on the dev prompts
 
     def cross_results(self, task_name: str) -> Path:
         """Results of this run's angles on another task's test set (evaluateRotation.py --evalDataset)."""

@@ -44,6 +44,18 @@ class PromptSet:
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
+    def subset(self, rows: Sequence[int]) -> PromptSet:
+        """These prompts only (the shared prefix is kept)."""
+        return PromptSet(
+            [self.texts[i] for i in rows],
+            [self.prompt_ids[i] for i in rows],
+            self.prefix_ids,
+            [self.answer_ids[i] for i in rows],
+            [self.choice_ids[i] for i in rows],
+            [self.targets[i] for i in rows],
+            [self.choices[i] for i in rows],
+        )
+
 
 def _question(example: Example, show_choices: bool) -> str:
     if show_choices and example.choices:
@@ -378,9 +390,42 @@ def token_metrics(logits: torch.Tensor, prompts: PromptSet, base_logits: torch.T
     return result
 
 
+def label_balanced(values: Sequence[float], labels: Sequence[str]) -> float:
+    """Mean over the labels of the mean of ``values`` over each label's prompts: a label answered by most
+    training prompts weighs no more than a rare one."""
+    by_label: dict[str, list[float]] = defaultdict(list)
+    for value, label in zip(values, labels, strict=True):
+        by_label[label].append(value)
+    return sum(sum(v) / len(v) for v in by_label.values()) / len(by_label)
+
+
+def choice_log_probs(logits: torch.Tensor, prompts: PromptSet) -> list[float] | None:
+    """log P(answer | the choices' first tokens only): a log-softmax over each prompt's choices (None when a
+    prompt lists no choices)."""
+    if not all(prompts.choice_ids):
+        return None
+    values = []
+    for row, (answer, ids) in enumerate(zip(prompts.answer_ids, prompts.choice_ids, strict=True)):
+        values.append(float(torch.log_softmax(logits[row, ids].double(), -1)[ids.index(answer)]))
+    return values
+
+
 def objective_values(logits: torch.Tensor, prompts: PromptSet, base_logits: torch.Tensor | None) -> dict:
-    """Means over the training prompts; each is to be maximised (``rank`` enters as minus the mean rank)."""
+    """Means over the training prompts; each is to be maximised (``rank`` enters as minus the mean rank).
+
+    ``balanced_logprob``: the mean over labels of the mean log-probability of the answer's first token over
+    that label's prompts, so one answer given to everything is punished on every other label.
+    ``choice_ce``: the same class balance over log P(answer | the choices' first tokens): minus the
+    cross-entropy restricted to the choices, a format-free objective (only for tasks whose prompts list
+    their choices).
+    """
     per_prompt = token_metrics(logits, prompts, base_logits)
     means = {name: sum(values) / len(values) for name, values in per_prompt.items()}
     means["rank"] = -means["rank"]
+    answers = torch.tensor(prompts.answer_ids)
+    log_probs = torch.log_softmax(logits.double(), -1).gather(1, answers[:, None])[:, 0].tolist()
+    means["balanced_logprob"] = label_balanced(log_probs, prompts.targets)
+    choice = choice_log_probs(logits, prompts)
+    if choice is not None:
+        means["choice_ce"] = label_balanced(choice, prompts.targets)
     return means

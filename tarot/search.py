@@ -191,24 +191,86 @@ def start_search(
     return history
 
 
-def best_angles(run: RunDir, shape: tuple[int, ...]) -> tuple[torch.Tensor, dict]:
-    """The angles with the best training objective (never chosen on test data) and their history row.
+DEV_CANDIDATES = 10  # --selectOn dev:K chooses among this many of the best training points
+
+
+def select_on_dev(
+    run: RunDir, shape: tuple[int, ...], dev_objective: Callable[[np.ndarray], dict], metric: str
+) -> dict:
+    """--selectOn dev:K: score the ``DEV_CANDIDATES`` best training points (ties: the earlier) by the objective
+    on the K held-out training prompts and keep the best there (ties: the better training value, then the
+    earlier point). Writes best_angles.safetensors (that point), then selection.json; a finished selection of
+    the same history is reused."""
+    history, points = run.load_evaluations()
+    if not history or points is None:
+        raise UsageError(f"no finished evaluation in {run.path}: train first with the same flags")
+    if run.selection.exists():
+        saved = read_json(run.selection)
+        if saved.get("evaluations") == len(history):  # made already; replaying a kept run rewrote best_angles
+            _write_best(run, shape, points, history, int(saved["chosen"]))
+            return saved
+    order = sorted(range(len(history)), key=lambda i: (-history[i]["value"], i))[:DEV_CANDIDATES]
+    candidates = [
+        {"iteration": i, "train_value": history[i]["value"], "dev_value": float(dev_objective(points[i])[metric])}
+        for i in tqdm(order, desc="dev selection", unit="point", leave=False)
+    ]
+    chosen = max(candidates, key=lambda c: (c["dev_value"], c["train_value"], -c["iteration"]))
+    index = chosen["iteration"]
+    _write_best(run, shape, points, history, index)
+    selection = {"evaluations": len(history), "metric": metric, "candidates": candidates, "chosen": index}
+    write_json(run.selection, selection)
+    print(
+        f"selected on the dev prompts: evaluation {index} (dev {chosen['dev_value']:.4f}, training "
+        f"{chosen['train_value']:.4f}) among the {len(candidates)} best training points"
+    )
+    return selection
+
+
+def _write_best(run: RunDir, shape: tuple[int, ...], points: np.ndarray, history: list[dict], index: int) -> None:
+    write_tensors(
+        run.best,
+        {"angles": torch.from_numpy(points[index].reshape(shape).copy())},
+        {"iteration": str(index), "value": repr(history[index]["value"])},
+    )
+
+
+def _chosen_index(run: RunDir, history: list[dict], dev: bool) -> int:
+    """The best training point, or with --selectOn the point chosen on the dev prompts (selection.json)."""
+    if not dev:
+        return int(np.argmax([r["value"] for r in history]))  # the first of equal values, as the search kept
+    if not run.selection.exists():
+        raise UsageError(
+            f"no selection.json in {run.path}: the search ended before its --selectOn choice; run the training "
+            f"script again with the same flags to make it"
+        )
+    saved = read_json(run.selection)
+    if saved.get("evaluations") != len(history):
+        raise UsageError(
+            f"{run.selection} was made over {saved.get('evaluations')} evaluations, {run.history} holds "
+            f"{len(history)}: run the training script again with the same flags"
+        )
+    return int(saved["chosen"])
+
+
+def best_angles(run: RunDir, shape: tuple[int, ...], *, dev: bool = False) -> tuple[torch.Tensor, dict]:
+    """The angles with the best training objective (never chosen on test data) and their history row; with
+    ``dev`` (--selectOn), those chosen on the held-out training prompts.
 
     Read from the logged points, not from best_angles.safetensors, so that an evaluation killed between
     two writes can never pair angles with a value that was not logged. A run without its points (one kept
     in results/, which holds only the small files) is read from best_angles.safetensors instead.
     """
     if not run.points.exists():
-        return _kept_best_angles(run, shape)
+        return _kept_best_angles(run, shape, dev)
     history, points = run.load_evaluations()
     if not history or points is None:
         raise UsageError(f"no finished evaluation in {run.path}: train first with the same flags")
-    index = int(np.argmax([r["value"] for r in history]))  # the first of equal values, as the search kept
+    index = _chosen_index(run, history, dev)
     return torch.from_numpy(points[index].reshape(shape).copy()), history[index]
 
 
-def _kept_best_angles(run: RunDir, shape: tuple[int, ...]) -> tuple[torch.Tensor, dict]:
-    """best_angles.safetensors and the best row of history.jsonl, which its metadata must name."""
+def _kept_best_angles(run: RunDir, shape: tuple[int, ...], dev: bool) -> tuple[torch.Tensor, dict]:
+    """best_angles.safetensors and the chosen row of history.jsonl, which its metadata must name."""
     history = read_jsonl(run.history)
     if not history:
         raise UsageError(f"no finished evaluation in {run.path}: train first with the same flags")
@@ -216,15 +278,15 @@ def _kept_best_angles(run: RunDir, shape: tuple[int, ...]) -> tuple[torch.Tensor
         raise UsageError(
             f"{run.path} holds neither points.safetensors nor best_angles.safetensors: train with the same flags"
         )
-    row = history[int(np.argmax([r["value"] for r in history]))]
+    row = history[_chosen_index(run, history, dev)]
     angles = read_tensors(run.best)["angles"]
     with safe_open(str(run.best), framework="pt") as handle:
         metadata = handle.metadata() or {}
     saved = (metadata.get("iteration"), metadata.get("value"))
     if saved != (str(row["iteration"]), repr(row["value"])) or tuple(angles.shape) != tuple(shape):
         raise UsageError(
-            f"{run.best} holds evaluation {saved[0]} (value {saved[1]}, {tuple(angles.shape)} angles), not the best "
-            f"row of {run.history} (evaluation {row['iteration']}, value {row['value']!r}, {tuple(shape)} angles): "
-            f"copy the two files together from the same run"
+            f"{run.best} holds evaluation {saved[0]} (value {saved[1]}, {tuple(angles.shape)} angles), not the "
+            f"{'chosen' if dev else 'best'} row of {run.history} (evaluation {row['iteration']}, value "
+            f"{row['value']!r}, {tuple(shape)} angles): copy the two files together from the same run"
         )
     return angles, row

@@ -53,6 +53,10 @@ TINY_CONFIGS = {
 }
 
 
+# benchmarks/gpu_check.sh runs the tiny-model tests on a GPU with TAROT_TEST_DEVICE=cuda
+DEVICE = os.environ.get("TAROT_TEST_DEVICE", "cpu")
+
+
 def make_tiny_model(name: str, seed: int = 0) -> transformers.PreTrainedModel:
     torch.manual_seed(seed)
     config = TINY_CONFIGS[name]()
@@ -62,7 +66,7 @@ def make_tiny_model(name: str, seed: int = 0) -> transformers.PreTrainedModel:
         for parameter_name, parameter in model.named_parameters():
             if parameter_name.endswith("bias"):
                 parameter.normal_(0, 0.5)
-    return model.eval()
+    return model.to(DEVICE).eval()
 
 
 @pytest.fixture(params=sorted(TINY_CONFIGS))
@@ -80,7 +84,7 @@ def smollm2():
 
 @pytest.fixture
 def tokens():
-    return torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))
+    return torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1)).to(DEVICE)
 
 
 def tiny_flags(*, iterations: int, testing: int) -> list[str]:

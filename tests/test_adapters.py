@@ -4,11 +4,14 @@ rotations, training on tiny random models, the cross-validated choice of steps, 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import fails_with, make_tiny_model, tiny_flags
+from conftest import ROOT, fails_with, make_tiny_model, tiny_flags
 
 import rotation
 from tarot import adapters, baselines
@@ -190,3 +193,25 @@ def test_the_scored_logits_of_an_adapted_model_are_its_logits_alone(smollm2):
         assert (packed - alone).abs().max() < 1e-3
     finally:
         peft_model.unload()
+
+
+def test_a_trained_baseline_killed_mid_training_leaves_nothing_and_starts_again(tmp_path):
+    flags = [*TINY, "--dataset", "entailed_polarity", "--outputDir", str(tmp_path), "--method", "road"]
+    process = subprocess.Popen(
+        [sys.executable, "baselines.py", *flags, "--maxSteps", "200"], cwd=ROOT, stderr=subprocess.PIPE
+    )
+    try:
+        assert process.stderr is not None
+        seen = b""
+        while b"| 3/201" not in seen and process.poll() is None:  # kill after three training steps
+            seen += os.read(process.stderr.fileno(), 256)
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert b"fold 1/2" in seen and b"| 3/201" in seen, seen[-500:]
+    folder = tmp_path / "smollm2" / "entailed_polarity" / "Baseline_road_mix_n4_seed0"
+    assert sorted(p.name for p in folder.iterdir()) == [".run.lock"]  # no config, results or adapter
+    results = baselines.run([*flags, "--maxSteps", "2"])  # the same folder, from the beginning
+    assert results["training"]["recipe"]["max_steps"] == 2 and (folder / "results.json").exists()

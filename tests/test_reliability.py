@@ -127,7 +127,7 @@ def test_flag_choices_agree_with_the_modules_that_implement_them():
 
     assert (rotation.METHODS, rotation.MODULES) == (choices.METHODS, choices.MODULES)
     assert all(rotation.num_angles(method, 4) > 0 for method in choices.METHODS)
-    prompts = PromptSet([""], [[1]], [1], [0], [[]], ["a"])
+    prompts = PromptSet([""], [[1]], [1], [0], [[0, 2]], ["a"])
     values = scoring.objective_values(torch.zeros(1, 5), prompts, torch.zeros(1, 5))
     assert set(values) == set(choices.CLASSIFICATION_METRICS)
     assert tuple(models.DTYPES) == choices.DTYPE_NAMES

@@ -76,11 +76,14 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     evaluate([*flags, "--optimizer", "bo", "--evalDataset", "navigate"])  # collateral damage
     for method in ("batch", "lora"):  # baselines on the same questions
         baselines.run([*flags, "--method", method, "--maxSteps", "1"])
+    shared = [*flags, "--optimizer", "bo", "--angleSharing", "all"]  # a variant (issue 12's knobs)
+    train(shared)
+    evaluate(shared)
     smaller = [*flags, "--optimizer", "bo", "--trainingDataSize", "3"]  # a study: one setting changed
     train(smaller)
     evaluate(smaller)
     results = tmp_path / "results"
-    assert collect(tmp_path / "runs", results) == 5
+    assert collect(tmp_path / "runs", results) == 6
     report.build(results, TINY_RECIPE)
     first = {name: (results / name).read_bytes() for name in BUILT}
     report.build(results, TINY_RECIPE)
@@ -95,11 +98,12 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     assert summary["collateral"]["entailed_polarity"]["navigate"]["n_test"] == 12
     assert "| entailed_polarity | navigate | 12 |" in readme
     study = summary["studies"]["trainingDataSize"]["entailed_polarity"]
-    assert [row["trainingDataSize"] for row in study] == [3, 4] and summary["other_runs"] == []
+    assert [row["trainingDataSize"] for row in study] == [3, 4]
+    assert [run["path"].rsplit("_", 1)[1] for run in summary["other_runs"]] == ["share-all"]
     assert "<!-- study:trainingDataSize -->" in readme
     assert len(first["search_curves.png"]) > 1000 and len(first["baselines.png"]) > 1000
     comparison = summary["baselines"]["entailed_polarity"]
-    assert set(comparison) == {"unedited", "batch", "lora", "tarot", "random"}
+    assert set(comparison) == {"unedited", "batch", "lora", "tarot", "random", "tarot[all]"}
     assert set(comparison["batch"]["few_shot"]) == {"seeds", "restricted_accuracy", "restricted_f1", "paired_ci95"}
     lora = comparison["lora"]["few_shot"]
     assert set(METRICS) < set(lora) and lora["seeds"] == [0] and lora["f1"]["sd"] is None
@@ -109,6 +113,11 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
         )["few_shot"]["lora"]["paired_ci95"]["restricted_f1"]
     ]
     assert summary["baseline_verdicts"]["entailed_polarity"]["best_free_baseline"] == "batch"
+    assert comparison["tarot[all]"]["few_shot"]["seeds"] == [0]
+    assert set(summary["variant_verdicts"]["tarot[all]"]["entailed_polarity"]["beats_best_free"]) == {
+        "better", "worse", "unclear",
+    }  # fmt: skip
+    assert "<!-- variants -->" in readme and "| tarot[all] | entailed_polarity | 1 |" in readme
     assert "<!-- baselines -->" in readme and "| entailed_polarity | few-shot | 1 |" in readme
     # with train.sh's own recipe none of these tiny runs is in the main table
     report.build(results)

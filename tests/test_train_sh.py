@@ -82,7 +82,9 @@ def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
     searches = [line for line in compare if "baselines.py" not in line]
     assert len(compare) - len(searches) == (4 * 3 + 1) * 4  # 4 tasks x 3 seeds + review_topic, 4 methods
     assert len(searches) == 4 * 2 * 2  # TaRot and random search at seeds 1 and 2
-    for line in lines + after + compare:
+    variants = _list(tmp_path, "--list-variants")
+    assert len(variants) == 6 * (4 * 3 + 1) * 2  # 6 knobs x (4 tasks x 3 seeds + review_topic) x BO, random
+    for line in lines + after + compare + variants:
         assert not set(line) & set("'\"\\"), line
         assert "--angle_0=-1/4 --angle_1=1/4" in line
     for line in compare:
@@ -91,7 +93,7 @@ def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
             script, flags = _script_and_flags(baseline, fake)
             assert script == "baselines.py" and flags[-2] == "--method"
             assert collect == f"{fake} report.py --collect runs"
-    for line in lines + searches:
+    for line in lines + searches + variants:
         search, evaluation, collect = line.split(" && ")
         (train_script, flags), (test_script, test_flags) = (_script_and_flags(c, fake) for c in (search, evaluation))
         assert EVALUATION_SCRIPT[train_script] == test_script and flags == test_flags
@@ -188,10 +190,10 @@ def test_serial_mode_runs_past_a_failure_lists_it_and_exits_1(tmp_path):
     result, calls = _bash(tmp_path, "./train.sh winowhy")
     assert result.returncode == 1
     fake = str(tmp_path / "fake_python")
-    stages = ("--list", "--list-compare", "--list-after")
+    stages = ("--list", "--list-compare", "--list-variants", "--list-after")
     lines = [line for stage in stages for line in _list(tmp_path, stage, "winowhy")]
     failed = [line for line in lines if "--dataset winowhy --optimizer random" in line]
-    assert len(failed) == 3  # random search at seeds 0, 1 and 2
+    assert len(failed) == 3 + 6 * 3  # random search at seeds 0, 1 and 2, plain and with each of 6 knobs
     assert result.stderr.splitlines() == [f"failed: {line}" for line in failed]
     # every line in order (main, comparison, after stage), each stopping at its failing command; then report.py
     expected = []
@@ -228,3 +230,16 @@ def test_bad_input_is_a_one_line_error(tmp_path, command, message):
     result, calls = _bash(tmp_path, command)
     assert result.returncode == 2 and calls == [] and result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message), result.stderr
+
+
+def test_variant_lines_parse_and_name_their_own_folders(tmp_path):
+    """Each knob's line parses with its script's flags and names a folder of its own (the knob in the name)."""
+    fake = str(tmp_path / "fake_python")
+    names = set()
+    for line in _list(tmp_path, "--list-variants"):
+        script, flags = _script_and_flags(line.split(" && ")[0], fake)
+        parse, kind = SCRIPT_FLAGS[script]
+        args = parse([*flags, "--outputDir", str(tmp_path)])
+        names.add(cli.run_path(args, args.dataset, kind))
+        assert cli.variants(args) or args.metric in ("balanced_logprob", "choice_ce")
+    assert len(names) == 6 * 13 * 2
