@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tarot import stats
 from tarot.choices import BASELINE_RUN_KIND, CALIBRATION_METHODS
 from tarot.errors import UsageError
 from tarot.report_select import Recipe, Run, differing, full_budget
@@ -41,6 +42,7 @@ NAMES = {
     "road": "RoAd",
     "tarot": "TaRot (BO)",
     "random": "random search",
+    "one_answer": "one answer for all",
 }
 METRICS = ("accuracy", "restricted_accuracy", "f1", "restricted_f1")
 SETTINGS = ("zero_shot", "few_shot")
@@ -185,12 +187,22 @@ def compare(scored: list[Scored]) -> dict[str, Any]:
                         f"{task} seed {seed}: {other.path} and {reference.path} asked different test questions"
                     )
         unedited = [min(runs, key=lambda s: s.path) for runs in _by_seed(methods).values()]
-        table[task] = {"unedited": _method_entry(unedited, "base")}
+        table[task] = {"unedited": _method_entry(unedited, "base"), "one_answer": _one_answer_entry(unedited)}
         variants = sorted(m for m in methods if m not in METHODS)
         for method in [*METHODS[1:], *variants]:
             if method in methods:
                 table[task][method] = _method_entry([methods[method][s] for s in sorted(methods[method])], "method")
     return table
+
+
+def _one_answer_entry(per_seed: list[Scored]) -> dict[str, Any]:
+    """What giving each test set's most common answer to every question scores (the collapse's level), per
+    seed; the same for both settings, and restricted or not (it is always one of the choices)."""
+    answers = [stats.one_answer(_targets(item)) for item in per_seed]
+    entry: dict[str, Any] = {"seeds": [item.seed for item in per_seed], "answer": [a["answer"] for a in answers]}
+    for metric in METRICS:
+        entry[metric] = _spread([a["f1" if metric.endswith("f1") else "accuracy"] for a in answers])
+    return {setting: entry for setting in SETTINGS}
 
 
 def _by_seed(methods: dict[str, dict[int, Scored]]) -> dict[int, list[Scored]]:
@@ -296,11 +308,14 @@ def costs(scored: list[Scored]) -> dict[str, Any]:
 # ---- README ---------------------------------------------------------------------------------------
 
 
-def _cell(entry: dict[str, Any] | None) -> str:
+def _cell(entry: dict[str, Any] | None, seeds: int | None = None) -> str:
+    """Mean ± sd (restricted accuracy) ▲▼; ``[n=k]`` when the method has fewer seeds than the row."""
     if entry is None or HEADLINE not in entry:
         return "-"
     f1, accuracy = entry[HEADLINE], entry["restricted_accuracy"]
     sd = "" if f1["sd"] is None else f" ± {f1['sd']:.3f}"
+    if seeds is not None and len(entry["seeds"]) < seeds:
+        sd += f" [n={len(entry['seeds'])}]"
     paired = [ci for ci in entry.get("paired_ci95", []) if ci is not None]
     marks = ""
     if paired:
@@ -313,14 +328,15 @@ def table(summary: dict[str, Any]) -> str:
     """Task x setting rows, one column per method: restricted macro F1, mean ± sd over the seeds (restricted
     accuracy); ▲n / ▼n: seeds whose paired interval against the unedited model lies above / below 0."""
     comparison = summary["baselines"]
+    columns = [*METHODS, "one_answer"]
     lines = [
-        "| task | setting | seeds | " + " | ".join(NAMES[m] for m in METHODS) + " |",
-        "|---|---|---|" + "---|" * len(METHODS),
+        "| task | setting | seeds | " + " | ".join(NAMES[m] for m in columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
     ]
     for task, methods in comparison.items():
         for setting in SETTINGS:
             seeds = len(methods["unedited"][setting]["seeds"])
-            cells = " | ".join(_cell(methods.get(m, {}).get(setting)) for m in METHODS)
+            cells = " | ".join(_cell(methods.get(m, {}).get(setting), seeds) for m in columns)
             lines.append(f"| {task} | {setting.replace('_', '-')} | {seeds} | {cells} |")
     verdict_rows = summary.get("baseline_verdicts", {})
     if verdict_rows:
@@ -396,7 +412,8 @@ def _verdict(count: dict[str, int]) -> str:
 
 def bars(summary: dict[str, Any], path: Path) -> None:
     """results/baselines.png: per task, one bar per method, six-shot (and zero-shot) restricted macro F1,
-    mean over seeds with the seeds' standard deviation as error bars."""
+    mean over seeds with the seeds' standard deviation as error bars; a dashed line at what giving every
+    question the most common answer scores."""
     comparison = summary["baselines"]
     if not comparison:
         return
@@ -406,7 +423,7 @@ def bars(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(comparison)
-    figure, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.9 * len(tasks)), 6.4), squeeze=False)
+    figure, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.9 * len(tasks)), 7.0), squeeze=False)
     width = 0.8 / len(METHODS)
     for ax, setting in zip(axes.flat, ("few_shot", "zero_shot"), strict=True):
         for k, method in enumerate(METHODS):
@@ -418,10 +435,15 @@ def bars(summary: dict[str, Any], path: Path) -> None:
                     means.append(entry["mean"])
                     errors.append(entry["sd"] or 0.0)
             ax.bar(xs, means, width, yerr=errors, capsize=2, label=NAMES[method], color=f"C{k}")
+        for t, task in enumerate(tasks):  # the level of answering every question with the most common answer
+            level = comparison[task]["one_answer"][setting][HEADLINE]["mean"]
+            ax.hlines(level, t - 0.45, t + 0.45, colors="black", linestyles="dashed", linewidth=1,
+                      label=NAMES["one_answer"] if t == 0 else None)  # fmt: skip
         ax.set_xticks(range(len(tasks)), tasks)
         ax.set_ylabel("restricted macro F1")
         ax.set_title(f"{'six-shot' if setting == 'few_shot' else 'zero-shot'}: mean over seeds, error bars = sd")
-    axes.flat[0].legend(ncol=4, fontsize=7, loc="upper left")
-    figure.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
     plt.close(figure)

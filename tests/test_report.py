@@ -103,7 +103,7 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     assert "<!-- study:trainingDataSize -->" in readme
     assert len(first["search_curves.png"]) > 1000 and len(first["baselines.png"]) > 1000
     comparison = summary["baselines"]["entailed_polarity"]
-    assert set(comparison) == {"unedited", "batch", "lora", "tarot", "random", "tarot[all]"}
+    assert set(comparison) == {"unedited", "one_answer", "batch", "lora", "tarot", "random", "tarot[all]"}
     assert set(comparison["batch"]["few_shot"]) == {"seeds", "restricted_accuracy", "restricted_f1", "paired_ci95"}
     lora = comparison["lora"]["few_shot"]
     assert set(METRICS) < set(lora) and lora["seeds"] == [0] and lora["f1"]["sd"] is None
@@ -223,7 +223,7 @@ def test_the_comparison_is_over_seeds_and_only_on_the_same_questions():
     cells = "0.300 ± 0.000 (0.40) | - | 0.600 ± 0.141 (0.70) ▲1 | - | - | 0.300 ± 0.141 (0.40) ▼1 | - |"
     assert f"| navigate | few-shot | 2 | {cells}" in rows
     table_ = comparison["navigate"]
-    assert list(table_) == ["unedited", "batch", "tarot"]
+    assert list(table_) == ["unedited", "one_answer", "batch", "tarot"]
     f1 = table_["batch"]["few_shot"]["restricted_f1"]
     assert f1["per_seed"] == [0.5, 0.7] and f1["mean"] == 0.6 and f1["sd"] == pytest.approx(0.1414, abs=1e-4)
     assert table_["batch"]["few_shot"]["paired_ci95"] == [[0.1, 0.3], [-0.1, 0.2]]
