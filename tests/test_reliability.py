@@ -154,6 +154,9 @@ def test_8_ctrl_c_during_the_imports_exits_130_without_a_traceback(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # the script as a terminal starts it: SIGINT at its default, whatever an earlier test (or the runner)
+        # left in this process (an ignored SIGINT is inherited, and Python then installs no handler)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert process.stderr is not None
