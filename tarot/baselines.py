@@ -122,10 +122,18 @@ SETTINGS = (("zero_shot", 0), ("few_shot", MAX_SHOTS))
 
 
 def calibrated(
-    model, tokenizer, task: Task, split, args, choices: tuple[str, ...], questions: PromptSet, shots: int
+    model,
+    tokenizer,
+    task: Task,
+    split,
+    args,
+    choices: tuple[str, ...],
+    questions: PromptSet,
+    logits: torch.Tensor,
+    shots: int,
 ) -> dict[str, Any]:
-    """The calibrated choices for ``questions`` (restricted metrics only) and the reference they divide by."""
-    logits = last_logits(model, questions, batch_size=args.batchSize)
+    """The calibrated choices for ``questions``, whose unedited next-token ``logits`` are given (restricted
+    metrics only), and the reference they divide by."""
     inputs = reference_prompts(task, split, args.method, choices, shots)
     # the reference inputs show the choices like the questions do, whatever their own examples hold
     references = build_prompts(
@@ -186,15 +194,15 @@ def run(argv=None) -> dict[str, Any]:
             )
             for setting, shots in SETTINGS
         }
-        base = {
-            setting: classify(last_logits(model, q, batch_size=args.batchSize), q, tokenizer)
-            for setting, q in questions.items()
-        }
+        unedited = {setting: last_logits(model, q, batch_size=args.batchSize) for setting, q in questions.items()}
+        base = {setting: classify(unedited[setting], q, tokenizer) for setting, q in questions.items()}
         training: dict[str, Any] = {}
         edited: dict[str, dict[str, Any]]
         if calibration:
             edited = {
-                setting: calibrated(model, tokenizer, task, split, args, choices, questions[setting], shots)
+                setting: calibrated(
+                    model, tokenizer, task, split, args, choices, questions[setting], unedited[setting], shots
+                )
                 for setting, shots in SETTINGS
             }
         else:

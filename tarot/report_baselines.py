@@ -30,6 +30,7 @@ from tarot import stats
 from tarot.choices import BASELINE_RUN_KIND, CALIBRATION_METHODS
 from tarot.errors import UsageError
 from tarot.report_select import Recipe, Run, differing, full_budget
+from tarot.report_summary import SETTINGS
 from tarot.runs import atomic_write
 from tarot.stats import paired_metric_interval
 
@@ -45,7 +46,6 @@ NAMES = {
     "one_answer": "one answer for all",
 }
 METRICS = ("accuracy", "restricted_accuracy", "f1", "restricted_f1")
-SETTINGS = ("zero_shot", "few_shot")
 HEADLINE = "restricted_f1"
 
 
