@@ -31,26 +31,26 @@ if TYPE_CHECKING:
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def build(results: Path, recipe: Recipe | None = None) -> dict[str, str]:
+def build(results: Path, recipe: Recipe | None = None, second: Recipe | None = None) -> dict[str, str]:
     """Rebuild summary.json, the README's tables and the figure in ``results``; return the tables.
-    ``recipe``: the settings of the main table (train.sh's by default)."""
+    ``recipe``: the settings of the main table (train.sh's by default); ``second``: those of the second
+    model's block (train.sh --list-gemma's by default)."""
     # imported here, so that --help answers before torch (which the run files' readers load) is imported
     from tarot import report_baselines
     from tarot.report_plots import search_curves
-    from tarot.report_select import TRAIN_SH, load_runs, select
+    from tarot.report_select import SECOND_MODEL, TRAIN_SH, load_runs, select
     from tarot.report_summary import summarise
     from tarot.report_tables import fill, sections
     from tarot.runs import atomic_write
 
-    recipe = recipe or TRAIN_SH
+    recipe, second = recipe or TRAIN_SH, second or SECOND_MODEL
     runs = load_runs(results)
     selection = select(runs, recipe)
     summary = summarise(selection, recipe)
-    scored = report_baselines.comparison_runs(runs, recipe) + report_baselines.load_baselines(results, recipe)
-    summary["baselines"] = report_baselines.compare(scored)
-    summary["baseline_verdicts"] = report_baselines.verdicts(scored, summary["baselines"])
-    summary["variant_verdicts"] = report_baselines.variant_verdicts(scored, summary["baselines"])
-    summary["baseline_costs"] = report_baselines.costs(scored)
+    summary |= report_baselines.comparison(runs, results, recipe)
+    block = report_baselines.comparison(runs, results, second)
+    if block["baselines"]:  # the second embedded model's block, once any of its lines has run
+        summary["second_model"] = {key: second.settings.get(key) for key in ("model", "layer")} | block
     results.mkdir(exist_ok=True)
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     atomic_write(results / "summary.json", lambda tmp: tmp.write_text(text))

@@ -13,6 +13,8 @@
 #                                    baselines (baselines.py) at seeds 0, 1 and 2, on TaRot's questions
 #   ./train.sh --list-variants [FILTER]  print the study of the knobs aimed at answer collapse: each knob
 #                                    alone, TaRot and random search, seeds 0-2 (review_topic: seed 0)
+#   ./train.sh --list-gemma [FILTER] print the second model's lines: Gemma 3 270M (embedded too), seed 0,
+#                                    the four BIG-bench tasks, TaRot, random search and the four baselines
 #   ./train.sh --list-after [FILTER] print the lines that need the main stage's runs (collateral damage)
 #
 # Side by side, with any runner that reads one command per line (the lines hold no quotes or backslashes):
@@ -65,6 +67,9 @@ TRAINING_SIZES=(5 10 40)                            # navigate with fewer or mor
 COLLATERAL_TASKS=(navigate winowhy color)           # other tasks' test sets for entailed_polarity's TaRot
 BASELINES=(contextual batch lora road)              # baselines.py --method: free (calibration), trained (peft)
 # the knobs aimed at answer collapse, one at a time (docs/method.md): the objective, then the other flags
+# the second embedded model: Gemma 3 270M (18 layers of 4 heads of 256; a base model, plain Q:/A: prompts),
+# the paper's recipe's first half of the layers, as for SmolLM2
+GEMMA="--model gemma3-270m --layer 0 9 --angle_0=-1/4 --angle_1=1/4 --moduleType reasoning --initialPoints 4 --iterations 120 --seed 0"
 VARIANTS=("--metric balanced_logprob" "--metric choice_ce" "--metric prob --balancedTraining"
   "--metric prob --angleSharing layer" "--metric prob --angleSharing all" "--metric prob --selectOn dev:5")
 
@@ -147,6 +152,20 @@ variant_stage() {
   done
 }
 
+gemma_stage() {
+  local task optimizer method
+  # The main table's BIG-bench lines and the baselines at seed 0 on a second model (results/README.md,
+  # "A second model"): the same questions for every method of a task
+  for task in "${TABLE_TASKS[@]}"; do
+    for optimizer in "${OPTIMIZERS[@]}"; do
+      experiment trainRotation_NN_kernel.py evaluateRotation.py "$GEMMA --rotationMethod rotary --trainingDataSize 20 $CLASSIFY --dataset $task --optimizer $optimizer"
+    done
+    for method in "${BASELINES[@]}"; do
+      baseline "$GEMMA --rotationMethod rotary --trainingDataSize 20 $CLASSIFY --dataset $task --optimizer bo --method $method"
+    done
+  done
+}
+
 after_stage() {
   local task
   # Collateral damage: entailed_polarity's TaRot (the first line) on the other tasks' test sets (the same
@@ -158,7 +177,7 @@ after_stage() {
 
 run_serially() {  # run_serially: every selected line in order, past failures; list the failures at the end
   local lines=() failed=() line start
-  mapfile -t lines < <(main_stage; compare_stage; variant_stage; after_stage)
+  mapfile -t lines < <(main_stage; compare_stage; variant_stage; gemma_stage; after_stage)
   (( ${#lines[@]} )) || { echo "train.sh: error: FILTER '$FILTER' matches no line; see ./train.sh --list" >&2; exit 2; }
   for line in "${lines[@]}"; do
     start=$SECONDS
@@ -186,6 +205,7 @@ case ${1:-} in
   --list) shift; one_filter "$@"; main_stage ;;
   --list-compare) shift; one_filter "$@"; compare_stage ;;
   --list-variants) shift; one_filter "$@"; variant_stage ;;
+  --list-gemma) shift; one_filter "$@"; gemma_stage ;;
   --list-after) shift; one_filter "$@"; after_stage ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
   *) one_filter "$@"; run_serially ;;

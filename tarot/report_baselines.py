@@ -61,6 +61,7 @@ class Scored:
     settings: dict[str, dict[str, dict[str, Any]]]  # setting -> {"base": metrics, "method": metrics}
     seconds: float | None
     training: dict[str, Any] | None = None  # lora, road: steps, learning rate, whether it diverged
+    evaluations: int | None = None  # TaRot and random search: the points the search scored
 
 
 def _first_token(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +97,7 @@ def _from_tarot(run: Run, recipe: Recipe) -> Scored:
             for s in SETTINGS
         },
         run.seconds,
+        evaluations=len(run.history),
     )
 
 
@@ -140,6 +142,19 @@ def comparison_runs(runs: list[Run], recipe: Recipe) -> list[Scored]:
         for run in runs
         if run.kind == "classification" and set(differing(run, recipe)) <= {"seed", *KNOBS} and full_budget(run, recipe)
     ]
+
+
+def comparison(runs: list[Run], results: Path, recipe: Recipe) -> dict[str, Any]:
+    """summary.json's sections for one recipe (one model): "baselines", "baseline_verdicts",
+    "variant_verdicts" and "baseline_costs"."""
+    scored = comparison_runs(runs, recipe) + load_baselines(results, recipe)
+    table = compare(scored)
+    return {
+        "baselines": table,
+        "baseline_verdicts": verdicts(scored, table),
+        "variant_verdicts": variant_verdicts(scored, table),
+        "baseline_costs": costs(scored),
+    }
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
@@ -285,17 +300,23 @@ def _count(intervals: Sequence[Sequence[float] | None]) -> dict[str, int]:
 
 def costs(scored: list[Scored]) -> dict[str, Any]:
     """Mean seconds per line of each method that records them (TaRot: the search; lora/road: training with
-    its cross-validation), over every task and seed."""
+    its cross-validation), over every task and seed; for searches also the seconds per evaluation (the
+    optimiser's suggestion and the objective: the search's seconds over its evaluations)."""
     seconds: dict[str, list[float]] = {}
+    per_evaluation: dict[str, list[float]] = {}
     trained: dict[str, list[dict[str, Any]]] = {}
     for item in scored:
         if item.seconds is not None:
             seconds.setdefault(item.method, []).append(item.seconds)
+        if item.seconds is not None and item.evaluations:
+            per_evaluation.setdefault(item.method, []).append(item.seconds / item.evaluations)
         if item.training is not None:
             trained.setdefault(item.method, []).append(item.training)
     found: dict[str, Any] = {
         m: {"lines": len(v), "mean_seconds": round(statistics.fmean(v), 1)} for m, v in sorted(seconds.items())
     }
+    for method, values in per_evaluation.items():
+        found[method]["seconds_per_evaluation"] = round(statistics.fmean(values), 2)
     for method, logs in trained.items():  # how the cross-validation chose, and whether a run diverged
         found[method] |= {
             "diverged": sum(bool(log["diverged"]) for log in logs),
@@ -356,7 +377,11 @@ def table(summary: dict[str, Any]) -> str:
         lines += [
             "",
             "Cost per line (one thread): "
-            + "; ".join(f"{NAMES.get(m, m)} {c['mean_seconds']:.0f} s (mean of {c['lines']})" for m, c in cost.items()),
+            + "; ".join(
+                f"{NAMES.get(m, m)} {c['mean_seconds']:.0f} s (mean of {c['lines']}"
+                + (f"; {c['seconds_per_evaluation']:.1f} s per evaluation)" if "seconds_per_evaluation" in c else ")")
+                for m, c in cost.items()
+            ),
         ]
         for method, c in cost.items():
             if "diverged" in c:

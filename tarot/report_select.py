@@ -71,6 +71,16 @@ TRAIN_SH = Recipe(
 )
 
 
+# The second embedded model's block (results/README.md, "A second model"): train.sh's recipe on Gemma 3 270M,
+# whose first half of the layers is 0-9 (18 layers), at seed 0 (train.sh --list-gemma)
+SECOND_MODEL = Recipe(
+    settings=TRAIN_SH.settings | {"model": "gemma3-270m", "layer": [0, 9]},
+    by_kind=TRAIN_SH.by_kind,
+    evaluations=TRAIN_SH.evaluations,
+    studied=(),
+)
+
+
 @dataclass(frozen=True)
 class Run:
     """One finished run as results/ keeps it."""

@@ -88,7 +88,13 @@ def classification_row(bo: Run | None, random: Run | None) -> dict[str, Any]:
             row.setdefault("best_train_objective", {})[label] = run.results["best_train_value"]
             row.setdefault("unedited_train_objective", run.history[0]["value"])
             row.setdefault("search_seconds", {})[label] = run.seconds
+            row.setdefault("seconds_per_evaluation", {})[label] = per_evaluation(run)
     return row
+
+
+def per_evaluation(run: Run) -> float:
+    """The search's seconds per evaluation: the optimiser's suggestion and the objective, over the history."""
+    return round(run.seconds / len(run.history), 2)
 
 
 def generation_row(bo: Run | None, random: Run | None) -> dict[str, Any]:
@@ -101,6 +107,7 @@ def generation_row(bo: Run | None, random: Run | None) -> dict[str, Any]:
             row[label] = run.generation["tarot"]
             row.setdefault("best_train_reward", {})[label] = run.results["best_train_value"]
             row.setdefault("search_seconds", {})[label] = run.seconds
+            row.setdefault("seconds_per_evaluation", {})[label] = per_evaluation(run)
     return row
 
 

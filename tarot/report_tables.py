@@ -109,15 +109,43 @@ def study_table(summary: dict[str, Any], key: str) -> str:
     return "\n".join(lines)
 
 
+def costs_table(summary: dict[str, Any]) -> str:
+    """Each main-table line's search: its seconds and its seconds per evaluation (suggestion + objective)."""
+    lines = [
+        "| task | search s: BO / random | s per evaluation: BO / random |",
+        "|---|---|---|",
+    ]
+    for kind in ("classification", "generation"):
+        for task, row in summary[kind].items():
+            seconds, each = row["search_seconds"], row["seconds_per_evaluation"]
+            lines.append(
+                f"| {task} | {' / '.join(_seconds(seconds.get(k)) for k in ('tarot', 'random'))} | "
+                f"{' / '.join(_fmt_short(each.get(k)) for k in ('tarot', 'random'))} |"
+            )
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _fmt_short(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def sections(summary: dict[str, Any]) -> dict[str, str]:
     """The README's generated sections, by marker name, in order."""
-    found = {"table": main_table(summary)}
+    found = {"table": main_table(summary), "costs": costs_table(summary)}
     if summary.get("baselines"):
         from tarot.report_baselines import table, variants_table
 
         found["baselines"] = table(summary)
         if any("[" in method for methods in summary["baselines"].values() for method in methods):
             found["variants"] = variants_table(summary)
+    if summary.get("second_model"):
+        from tarot.report_baselines import table
+
+        found["second_model"] = table(summary["second_model"])
     if summary["collateral"]:
         found["collateral"] = collateral_table(summary)
     for key in summary["studies"]:

@@ -30,6 +30,13 @@ TINY_RECIPE = Recipe(
     evaluations=4,
     studied=TRAIN_SH.studied,
 )
+# a second recipe for the second model's block: TINY's with a smaller layer range (on the same model)
+TINY_SECOND = Recipe(
+    settings=TINY_RECIPE.settings | {"layer": [0, 1]},
+    by_kind=TRAIN_SH.by_kind,
+    evaluations=4,
+    studied=(),
+)
 BUILT = ("summary.json", "README.md", "search_curves.png", "baselines.png")
 COMMITTED_RUN = "results/smollm2/entailed_polarity/" + "_".join(
     ["NN_kernel_layer_0_15_angle_-0.7854_0.7854_reasoning_prob_mix", "rotary_n20_bo_init4_seed0"]
@@ -82,11 +89,14 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     smaller = [*flags, "--optimizer", "bo", "--trainingDataSize", "3"]  # a study: one setting changed
     train(smaller)
     evaluate(smaller)
+    second = [*flags, "--optimizer", "bo", "--layer", "0", "1"]  # TINY_SECOND's line (the second model's block)
+    train(second)
+    evaluate(second)
     results = tmp_path / "results"
-    assert collect(tmp_path / "runs", results) == 6
-    report.build(results, TINY_RECIPE)
+    assert collect(tmp_path / "runs", results) == 7
+    report.build(results, TINY_RECIPE, TINY_SECOND)
     first = {name: (results / name).read_bytes() for name in BUILT}
-    report.build(results, TINY_RECIPE)
+    report.build(results, TINY_RECIPE, TINY_SECOND)
     assert {name: (results / name).read_bytes() for name in BUILT} == first
     summary = json.loads(first["summary.json"])
     row = summary["classification"]["entailed_polarity"]
@@ -99,7 +109,7 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     assert "| entailed_polarity | navigate | 12 |" in readme
     study = summary["studies"]["trainingDataSize"]["entailed_polarity"]
     assert [row["trainingDataSize"] for row in study] == [3, 4]
-    assert [run["path"].rsplit("_", 1)[1] for run in summary["other_runs"]] == ["share-all"]
+    assert sorted(run["path"].rsplit("_", 1)[1] for run in summary["other_runs"]) == ["seed0", "share-all"]
     assert "<!-- study:trainingDataSize -->" in readme
     assert len(first["search_curves.png"]) > 1000 and len(first["baselines.png"]) > 1000
     comparison = summary["baselines"]["entailed_polarity"]
@@ -119,6 +129,16 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     }  # fmt: skip
     assert "<!-- variants -->" in readme and "| tarot[all] | entailed_polarity | 1 |" in readme
     assert "<!-- baselines -->" in readme and "| entailed_polarity | few-shot | 1 |" in readme
+    # the second model's block: its own TaRot run, and the calibration (which has no layer range)
+    block = summary["second_model"]
+    assert block["layer"] == [0, 1] and set(block["baselines"]["entailed_polarity"]) == {
+        "unedited", "one_answer", "batch", "tarot",
+    }  # fmt: skip
+    assert block["baselines"]["entailed_polarity"]["tarot"]["few_shot"]["seeds"] == [0]
+    assert block["baseline_costs"]["tarot"]["seconds_per_evaluation"] > 0
+    assert "<!-- second_model -->" in readme
+    assert row["seconds_per_evaluation"]["tarot"] == pytest.approx(row["search_seconds"]["tarot"] / 4, abs=0.01)
+    assert "<!-- costs -->" in readme
     # with train.sh's own recipe none of these tiny runs is in the main table
     report.build(results)
     assert json.loads((results / "summary.json").read_text())["classification"] == {}

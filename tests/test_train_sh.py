@@ -84,7 +84,12 @@ def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
     assert len(searches) == 4 * 2 * 2  # TaRot and random search at seeds 1 and 2
     variants = _list(tmp_path, "--list-variants")
     assert len(variants) == 6 * (4 * 3 + 1) * 2  # 6 knobs x (4 tasks x 3 seeds + review_topic) x BO, random
-    for line in lines + after + compare + variants:
+    gemma = _list(tmp_path, "--list-gemma")
+    assert len(gemma) == 4 * (2 + 4)  # 4 tasks x (BO, random, and the 4 baselines), seed 0
+    assert all("--model gemma3-270m --layer 0 9 " in line and "--seed 0 " in line for line in gemma)
+    compare += [line for line in gemma if "baselines.py" in line]
+    searches += [line for line in gemma if "baselines.py" not in line]
+    for line in lines + after + compare + variants + gemma:
         assert not set(line) & set("'\"\\"), line
         assert "--angle_0=-1/4 --angle_1=1/4" in line
     for line in compare:
@@ -132,7 +137,8 @@ def test_listed_lines_name_the_committed_runs(tmp_path):
     committed run; --angle_0=-1/4 --angle_1=1/4 give the same folder and identity as 'neg 1/4' '1/4'."""
     fake = str(tmp_path / "fake_python")
     folders, pending = set(), set()
-    for line in _list(tmp_path, "--list") + _list(tmp_path, "--list-compare") + _list(tmp_path, "--list-after"):
+    gemma = _list(tmp_path, "--list-gemma")
+    for line in _list(tmp_path, "--list") + _list(tmp_path, "--list-compare") + _list(tmp_path, "--list-after") + gemma:
         for command in line.split(" && ")[:-1]:  # the last one collects
             script, flags = _script_and_flags(command, fake)
             parse, kind = SCRIPT_FLAGS[script]
@@ -144,14 +150,15 @@ def test_listed_lines_name_the_committed_runs(tmp_path):
             path = _run_path(args, script, kind)
             assert path == _run_path(paper, script, kind)
             assert args.angle_bounds == paper.angle_bounds == (-0.25, 0.25)
-            if script == "baselines.py" and args.method in ("lora", "road") and not path.exists():
-                pending.add(path)  # a trained baseline's line that has not run yet (the session notes list them)
+            if not path.exists() and (line in gemma or (script == "baselines.py" and args.method in ("lora", "road"))):
+                pending.add(path)  # a line that has not run yet (the session notes list them)
                 continue
             saved = json.loads((path / "config.json").read_text())["identity"]
             assert _identity(args, script) == _identity(paper, script) == saved
             folders.add(path)
-    assert len(folders) + len(pending) == 20 + 16 + 52  # the main stage; TaRot at seeds 1 and 2; the baselines
-    assert len(pending) < 26  # of the 26 LoRA and RoAd lines, those committed name their runs
+    # the main stage; TaRot at seeds 1 and 2; the baselines; the second model's runs
+    assert len(folders) + len(pending) == 20 + 16 + 52 + 24
+    assert len(pending) < 26 + 24  # of the LoRA, RoAd and second model's lines, those committed name their runs
 
 
 def test_xargs_runs_two_lines_side_by_side(tmp_path):
@@ -194,10 +201,11 @@ def test_serial_mode_runs_past_a_failure_lists_it_and_exits_1(tmp_path):
     result, calls = _bash(tmp_path, "./train.sh winowhy")
     assert result.returncode == 1
     fake = str(tmp_path / "fake_python")
-    stages = ("--list", "--list-compare", "--list-variants", "--list-after")
+    stages = ("--list", "--list-compare", "--list-variants", "--list-gemma", "--list-after")
     lines = [line for stage in stages for line in _list(tmp_path, stage, "winowhy")]
     failed = [line for line in lines if "--dataset winowhy --optimizer random" in line]
-    assert len(failed) == 3 + 6 * 3  # random search at seeds 0, 1 and 2, plain and with each of 6 knobs
+    # random search at seeds 0, 1 and 2, plain and with each of 6 knobs; and on the second model
+    assert len(failed) == 3 + 6 * 3 + 1
     assert result.stderr.splitlines() == [f"failed: {line}" for line in failed]
     # every line in order (main, comparison, after stage), each stopping at its failing command; then report.py
     expected = []
@@ -212,7 +220,10 @@ def test_serial_mode_runs_past_a_failure_lists_it_and_exits_1(tmp_path):
 
 
 def test_serial_mode_succeeds_on_a_filter(tmp_path):
-    line = "seed 0 --rotationMethod rotary --trainingDataSize 20 --metric prob --fewShotCategory mix --dataset navigate"
+    line = (
+        "--layer 0 15 --angle_0=-1/4 --angle_1=1/4 --moduleType reasoning --initialPoints 4 --iterations 120 "
+        "--seed 0 --rotationMethod rotary --trainingDataSize 20 --metric prob --fewShotCategory mix --dataset navigate"
+    )
     result, calls = _bash(tmp_path, f"./train.sh '{line} --optimizer random'")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     starts = [call.split(maxsplit=2)[1:] for call in calls if call.startswith("start")]
