@@ -27,7 +27,13 @@ Llama-style decoder (``model.model.layers[i].self_attn.o_proj``), as the default
     .venv/bin/python benchmarks/objective_speed.py --threads 1 --dtype bfloat16 --methods tarot,unedited_cached
 
 ``--dtype`` runs the model in that precision (the objective's values then differ from float32's in the last
-digits); ``--device cuda`` on a GPU. ``--randomConfig smollm2|qwen2-1.5b`` times a randomly initialised
+digits); ``--alsoDtype bfloat16`` also times ``tarot`` on a copy of the model in that precision, interleaved
+with the others, so that ``tarot_bfloat16_over_tarot`` is a ratio from one run (the copy doubles the
+memory); ``--device cuda`` on a GPU:
+
+    .venv/bin/python benchmarks/objective_speed.py --threads 1 --repeats 2 --methods tarot --alsoDtype bfloat16
+
+``--randomConfig smollm2|qwen2-1.5b`` times a randomly initialised
 model built from a config instead of the embedded weights (speed does not depend on the weights): SmolLM2's
 own shape, or Qwen2-1.5B's (the paper's smallest model; 28 layers, 12 heads of 128, with SmolLM2's
 vocabulary so that the same prompts run), with ``--assets DIR`` holding SmolLM2's config.json and tokenizer
@@ -151,6 +157,10 @@ def main(argv=None) -> dict:
         "--methods", default=",".join(METHODS + EXTRAS), help="comma-separated subset of " + ",".join(METHODS + EXTRAS)
     )
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument(
+        "--alsoDtype", default=None, choices=("float32", "bfloat16", "float16"),
+        help="also time tarot on a copy of the model in this precision (tarot_<dtype>), interleaved",
+    )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--randomConfig", default=None, choices=tuple(RANDOM_CONFIGS))
     parser.add_argument("--assets", default=None, help="with --randomConfig: a folder with config.json and tokenizer")
@@ -206,6 +216,18 @@ def main(argv=None) -> dict:
     unknown = set(methods) - set(runners)
     if unknown:
         parser.error(f"--methods: unknown {sorted(unknown)}")
+    pairs: tuple[tuple[str, str], ...] = (
+        ("paper", "tarot"), ("tarot", "unedited"), ("folded", "tarot"), ("tarot", "unedited_cached"),
+    )  # fmt: skip
+    if args.alsoDtype is not None:  # the same objective on a copy in the other precision, timed in turn
+        import copy
+
+        other = copy.deepcopy(model).to(getattr(torch, args.alsoDtype))
+        other_objective = Objective(other, prompts, objective.args, shape)
+        name = f"tarot_{args.alsoDtype}"
+        runners[name] = lambda: other_objective(angles)["prob"]
+        methods.append(name)
+        pairs += ((name, "tarot"),)
 
     values = {m: v for m in methods if (v := runners[m]()) is not None}  # warm-up, and the values
     times: dict[str, list[float]] = {m: [] for m in methods}
@@ -227,8 +249,6 @@ def main(argv=None) -> dict:
         table = seconds if table is None else table
         return table[a] / table[b] if a in table and b in table else None
 
-    pairs = (("paper", "tarot"), ("tarot", "unedited"), ("folded", "tarot"), ("tarot", "unedited_cached"))
-
     result = {
         "model": args.model if args.randomConfig is None else f"random {args.randomConfig}",
         "dtype": args.dtype,
@@ -247,6 +267,8 @@ def main(argv=None) -> dict:
         "tarot_over_unedited": ratio("tarot", "unedited"),
         "folded_over_tarot": ratio("folded", "tarot"),
         "tarot_over_unedited_cached": ratio("tarot", "unedited_cached"),
+        "also_dtype": args.alsoDtype,
+        "also_dtype_over_tarot": ratio(f"tarot_{args.alsoDtype}", "tarot") if args.alsoDtype else None,
         "min_seconds_per_candidate": best,
         "min_ratios": {f"{a}_over_{b}": ratio(a, b, best) for a, b in pairs if a in best and b in best},
         "cpu_ratios": {
