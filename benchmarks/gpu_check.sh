@@ -15,7 +15,7 @@
 #
 #   benchmarks/gpu_check.sh
 #
-# It writes benchmarks/results/gpu_tests.txt and gpu_objective_<shape>_<dtype>.json (OUT= to change).
+# It writes benchmarks/results/gpu_tests.txt and gpu_objective_<shape>.json (OUT= to change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ASSETS=.gpu_assets
@@ -56,12 +56,12 @@ TAROT_TEST_DEVICE=cuda timeout 240 $PY -m pytest -q -p no:cacheprovider tests/te
   tests/test_adapters.py::test_road_on_the_values_is_tarots_per_head_rotation_of_the_head_outputs \
   2>&1 | tail -30 > "$OUT/gpu_tests.txt" || echo "tests failed or timed out: see $OUT/gpu_tests.txt"
 
-# 2. the objective's speed on CUDA, per shape and precision (ratios within each run)
+# 2. the objective's speed on CUDA, per shape: float32's paper hooks, TaRot and the unedited model, and
+# TaRot on a bfloat16 copy, interleaved (every ratio within one run)
 for shape in smollm2 qwen2-1.5b; do
-  for dtype in float32 bfloat16; do
-    timeout 100 $PY benchmarks/objective_speed.py --randomConfig "$shape" --assets "$ASSETS/smollm2" \
-      --device cuda --dtype "$dtype" --threads 1 --repeats 3 --methods paper,tarot,unedited,unedited_cached \
-      > "$OUT/gpu_objective_${shape}_${dtype}.json" || echo "speed $shape $dtype failed or timed out"
-  done
+  timeout 150 $PY benchmarks/objective_speed.py --randomConfig "$shape" --assets "$ASSETS/smollm2" \
+    --device cuda --dtype float32 --alsoDtype bfloat16 --threads 1 --repeats 3 \
+    --methods paper,tarot,unedited,unedited_cached > "$OUT/gpu_objective_${shape}.json" ||
+    echo "speed $shape failed or timed out"
 done
 ls -la "$OUT"
