@@ -97,6 +97,21 @@ def random_model(name: str, assets: str | None, device: str, dtype: torch.dtype)
     return model, tokenizer
 
 
+def cpu_description() -> dict:
+    """What the timings depend on: the CPU, its bfloat16 units, and the kernels torch and oneDNN may use
+    (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` make a newer CPU run as an AVX2-only one)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), None)
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    return {
+        "model_name": name,
+        "bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16", "avx_vnni"}),
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
+
+
 def paper_hooks(model, angles: torch.Tensor, layers: tuple[int, int], state: dict) -> list:
     """The paper's intervention: one pre-hook per (layer, head) on o_proj's input, matrices built in loops.
 
@@ -279,6 +294,7 @@ def main(argv=None) -> dict:
         "agree_1e-5": (max(rotated) - min(rotated)) <= 1e-5 if rotated else None,
         "unedited_vs_prefix_cached_base_diff": abs(values["unedited"] - base_prob) if "unedited" in values else None,
         "load_average": list(os.getloadavg()),
+        "cpu": cpu_description(),
         "tokens": {
             "prefix_length": len(prompts.prefix_ids),
             "total": sum(map(len, prompts.prompt_ids)),
