@@ -11,9 +11,11 @@ chosen from data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import pstats
+import sys
 import tempfile
 import time
 
@@ -47,7 +49,8 @@ def main(argv=None) -> dict:
         ]  # fmt: skip
         profile = cProfile.Profile()
         start = time.perf_counter()
-        profile.runcall(train, flags)
+        with contextlib.redirect_stdout(sys.stderr):  # the search's own summary line: stdout is the JSON only
+            profile.runcall(train, flags)
         total = time.perf_counter() - start
     stats = pstats.Stats(profile)
     cumulative: dict[str, float] = {}
