@@ -29,7 +29,7 @@ from typing import Any
 from tarot import stats
 from tarot.choices import BASELINE_RUN_KIND, CALIBRATION_METHODS
 from tarot.errors import UsageError
-from tarot.report_select import Recipe, Run, differing, full_budget
+from tarot.report_select import KNOBS, Recipe, Run, differing, full_budget, method_name
 from tarot.report_summary import SETTINGS
 from tarot.runs import atomic_write
 from tarot.stats import paired_metric_interval
@@ -67,21 +67,6 @@ class Scored:
 def _first_token(metrics: dict[str, Any]) -> dict[str, Any]:
     """A topic run's metrics as the next-token judge gives them (the same as the other methods')."""
     return metrics | metrics.get("next_token", {})
-
-
-# identity keys a TaRot variant (issue 12's knobs) may change, besides the seed
-KNOBS = ("metric", "angleSharing", "balancedTraining", "selectOn")
-
-
-def method_name(run: Run, recipe: Recipe) -> str:
-    """``tarot`` or ``random``, with the knobs that differ from the recipe's: ``tarot[choice_ce,balanced,layer]``."""
-    identity = run.identity
-    tags = [identity["metric"]] if identity["metric"] != recipe.by_kind["classification"]["metric"] else []
-    tags += ["balanced"] if identity.get("balancedTraining") else []
-    tags += [identity["angleSharing"]] if identity.get("angleSharing") else []
-    tags += [identity["selectOn"]] if identity.get("selectOn") else []
-    base = "random" if run.optimizer == "random" else "tarot"
-    return f"{base}[{','.join(tags)}]" if tags else base
 
 
 def _from_tarot(run: Run, recipe: Recipe) -> Scored:
@@ -381,6 +366,7 @@ def table(summary: dict[str, Any]) -> str:
                 f"{NAMES.get(m, m)} {c['mean_seconds']:.0f} s (mean of {c['lines']}"
                 + (f"; {c['seconds_per_evaluation']:.1f} s per evaluation)" if "seconds_per_evaluation" in c else ")")
                 for m, c in cost.items()
+                if m in METHODS
             ),
         ]
         for method, c in cost.items():
@@ -395,35 +381,70 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def variants_table(summary: dict[str, Any]) -> str:
-    """TaRot's variants (issue 12's knobs), each with its random-search control: restricted macro F1 mean ±
-    sd over seeds (restricted accuracy) zero-shot and six-shot, six-shot exact-match accuracy, and whether the
-    variant beats the unedited model and the best free baseline (seeds better / worse / unclear)."""
-    comparison, verdict_rows = summary["baselines"], summary.get("variant_verdicts", {})
-    lines = [
-        "| method | task | seeds | zero-shot | six-shot | six-shot accuracy | beats the unedited model? | "
-        "beats the best free baseline? |",
-        "|---|---|---|---|---|---|---|---|",
+    """TaRot's variants (issue 12's knobs) against TaRot, the random-search controls, the unedited model, the
+    calibrations and the one-answer level: a row per method and a column per task, for six-shot restricted
+    macro F1, zero-shot restricted macro F1 and zero-shot accuracy (exact match); then, per variant and task,
+    the seeds in which it beats the unedited model and the best free baseline."""
+    comparison, costs = summary["baselines"], summary.get("baseline_costs", {})
+    tasks = list(comparison)
+    searched = {m for methods in comparison.values() for m in methods if m.split("[")[0] in ("tarot", "random")}
+    order = sorted(searched, key=lambda m: (m.split("[")[0] != "tarot", "[" in m, m))
+    rows = ["unedited", "one_answer", *CALIBRATION_METHODS, *order]
+    lines = []
+    for setting, metric, title in (
+        ("few_shot", HEADLINE, "six-shot restricted macro F1"),
+        ("zero_shot", HEADLINE, "zero-shot restricted macro F1"),
+        ("zero_shot", "accuracy", "zero-shot accuracy (exact match)"),
+    ):
+        explained = (
+            "; ▲n / ▼n: seeds with a paired interval above / below 0 against the unedited model (restricted "
+            "accuracy in brackets)"
+            if metric == HEADLINE
+            else " (the calibrations only rank the choices: -)"
+        )
+        lines += [
+            f"{title}: mean ± sd over seeds{explained}",
+            "",
+            f"| method | {' | '.join(tasks)} | search s per line (per evaluation) |",
+            "|---|" + "---|" * (len(tasks) + 1),
+        ]
+        for method in rows:
+            cells = []
+            for task in tasks:
+                entry = comparison[task].get(method, {}).get(setting)
+                seeds = len(comparison[task]["unedited"][setting]["seeds"])
+                cells.append(_cell(entry, seeds) if metric == HEADLINE else _mean_cell(entry, metric, seeds))
+            cost = costs.get(method)
+            spent = "-" if cost is None else f"{cost['mean_seconds']:.0f} ({cost.get('seconds_per_evaluation', 0):.1f})"
+            lines.append(f"| {NAMES.get(method, method)} | {' | '.join(cells)} | {spent} |")
+        lines.append("")
+    verdict_rows = {"tarot": summary.get("baseline_verdicts", {}), **summary.get("variant_verdicts", {})}
+    lines += [
+        "Six-shot restricted macro F1, seed by seed (better / worse / unclear): against the unedited model; "
+        "against the best free baseline",
+        "",
+        f"| method | {' | '.join(tasks)} |",
+        "|---|" + "---|" * len(tasks),
     ]
-    names = sorted({m for methods in comparison.values() for m in methods if "[" in m or m in ("tarot", "random")})
-    for method in sorted(names, key=lambda m: (m.split("[")[0] != "tarot", "[" in m, m)):
-        for task, methods in comparison.items():
-            if method not in methods:
-                continue
-            entry = methods[method]
-            accuracy = entry["few_shot"].get("accuracy")
-            verdict = (summary.get("baseline_verdicts", {}) if method == "tarot" else verdict_rows.get(method, {})).get(
-                task
-            )
-            lines.append(
-                f"| {method} | {task} | {len(entry['few_shot']['seeds'])} | {_cell(entry['zero_shot'])} | "
-                f"{_cell(entry['few_shot'])} | {'-' if accuracy is None else format(accuracy['mean'], '.3f')} | "
-                + (
-                    f"{_verdict(verdict['beats_unedited'])} | {_verdict(verdict['beats_best_free'])} |"
-                    if verdict
-                    else "- | - |"
-                )
-            )
+    for method, by_task in verdict_rows.items():
+        cells = [
+            f"{_counts(v['beats_unedited'])}; {_counts(v['beats_best_free'])}" if (v := by_task.get(task)) else "-"
+            for task in tasks
+        ]
+        lines.append(f"| {NAMES.get(method, method)} | {' | '.join(cells)} |")
     return "\n".join(lines)
+
+
+def _mean_cell(entry: dict[str, Any] | None, metric: str, seeds: int) -> str:
+    if entry is None or metric not in entry:
+        return "-"
+    values = entry[metric]
+    sd = "" if values["sd"] is None else f" ± {values['sd']:.3f}"
+    return f"{values['mean']:.3f}{sd}" + (f" [n={len(entry['seeds'])}]" if len(entry["seeds"]) < seeds else "")
+
+
+def _counts(count: dict[str, int]) -> str:
+    return f"{count['better']}/{count['worse']}/{count['unclear']}"
 
 
 def _verdict(count: dict[str, int]) -> str:

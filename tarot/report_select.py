@@ -200,6 +200,21 @@ def study(run: Run, recipe: Recipe) -> str | None:
     return None
 
 
+# identity keys a TaRot variant (issue 12's knobs) may change, besides the seed
+KNOBS = ("metric", "angleSharing", "balancedTraining", "selectOn")
+
+
+def method_name(run: Run, recipe: Recipe) -> str:
+    """``tarot`` or ``random``, with the knobs that differ from the recipe's: ``tarot[choice_ce,balanced,layer]``."""
+    identity = run.identity
+    tags = [identity["metric"]] if identity["metric"] != recipe.by_kind["classification"]["metric"] else []
+    tags += ["balanced"] if identity.get("balancedTraining") else []
+    tags += [identity["angleSharing"]] if identity.get("angleSharing") else []
+    tags += [identity["selectOn"]] if identity.get("selectOn") else []
+    base = "random" if run.optimizer == "random" else "tarot"
+    return f"{base}[{','.join(tags)}]" if tags else base
+
+
 @dataclass
 class Selection:
     main: dict[tuple[str, str], dict[str, Run]]  # (kind, task) -> optimizer -> the main table's run

@@ -9,7 +9,7 @@ from typing import Any
 from tarot import stats
 from tarot.data import load_task
 from tarot.errors import UsageError
-from tarot.report_select import Recipe, Run, Selection
+from tarot.report_select import KNOBS, Recipe, Run, Selection, differing, full_budget, method_name
 from tarot.results import ClassificationResults, Setting
 
 SETTINGS = ("zero_shot", "few_shot")
@@ -139,6 +139,14 @@ def summarise(selection: Selection, recipe: Recipe) -> dict[str, Any]:
             summary["collateral"][task] = {
                 other: accuracies(results, other) for other, results in by_optimizer["bo"].cross.items()
             }
+    # the same for TaRot's variants (issue 12's knobs) whose edit was evaluated on other tasks too
+    summary["variant_collateral"] = {}
+    for run in selection.others:
+        variant = run.kind == "classification" and set(differing(run, recipe)) <= set(KNOBS)
+        if variant and run.cross and run.optimizer == "bo" and full_budget(run, recipe):
+            found = {"own": accuracies(run.classification, run.task)}
+            found |= {other: accuracies(results, other) for other, results in sorted(run.cross.items())}
+            summary["variant_collateral"].setdefault(method_name(run, recipe), {})[run.task] = found
     summary["studies"] = {}
     for key in recipe.studied:  # in this order in results/README.md
         for task, chosen in sorted(selection.studies.get(key, {}).items()):

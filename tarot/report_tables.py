@@ -91,6 +91,11 @@ def collateral_table(summary: dict[str, Any]) -> str:
             )
         for other, row in by_task.items():
             lines.append(f"| {trained_on} | {other} | {row['n_test']} | {_accuracy_cells(row)} |")
+    for method, tasks in summary.get("variant_collateral", {}).items():
+        for trained_on, by_task in tasks.items():
+            for other, row in sorted(by_task.items(), key=lambda item: item[0] != "own"):  # its own first
+                target = f"{trained_on} (its own test set)" if other == "own" else other
+                lines.append(f"| {trained_on}, {method} | {target} | {row['n_test']} | {_accuracy_cells(row)} |")
     return "\n".join(lines)
 
 
@@ -146,7 +151,7 @@ def sections(summary: dict[str, Any]) -> dict[str, str]:
         from tarot.report_baselines import table
 
         found["second_model"] = table(summary["second_model"])
-    if summary["collateral"]:
+    if summary["collateral"] or summary.get("variant_collateral"):
         found["collateral"] = collateral_table(summary)
     for key in summary["studies"]:
         found[f"study:{key}"] = study_table(summary, key)

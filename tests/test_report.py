@@ -86,6 +86,7 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     shared = [*flags, "--optimizer", "bo", "--angleSharing", "all"]  # a variant (issue 12's knobs)
     train(shared)
     evaluate(shared)
+    evaluate([*shared, "--evalDataset", "navigate"])  # the variant's collateral damage
     smaller = [*flags, "--optimizer", "bo", "--trainingDataSize", "3"]  # a study: one setting changed
     train(smaller)
     evaluate(smaller)
@@ -127,7 +128,11 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     assert set(summary["variant_verdicts"]["tarot[all]"]["entailed_polarity"]["beats_best_free"]) == {
         "better", "worse", "unclear",
     }  # fmt: skip
-    assert "<!-- variants -->" in readme and "| tarot[all] | entailed_polarity | 1 |" in readme
+    assert "<!-- variants -->" in readme and "| tarot[all] | " in readme and "| random search | " in readme
+    collateral = summary["variant_collateral"]["tarot[all]"]["entailed_polarity"]
+    assert set(collateral) == {"own", "navigate"} and collateral["navigate"]["n_test"] == 12
+    assert collateral["own"]["few_shot"]["base"] == row["few_shot"]["base"]  # the same questions, unedited
+    assert "| entailed_polarity, tarot[all] | navigate | 12 |" in readme
     assert "<!-- baselines -->" in readme and "| entailed_polarity | few-shot | 1 |" in readme
     # the second model's block: its own TaRot run, and the calibration (which has no layer range)
     block = summary["second_model"]

@@ -78,12 +78,15 @@ def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
     lines, after = _list(tmp_path, "--list"), _list(tmp_path, "--list-after")
     compare = _list(tmp_path, "--list-compare")
     assert len(lines) == 8 + 2 + 6 + 1 + 3  # table, topic, generation, givens, training sizes
-    assert len(after) == 3  # entailed_polarity's angles on the three other tasks
+    assert len(after) == 2 * 3  # entailed_polarity's angles, TaRot's and the combined variant's, on 3 other tasks
     searches = [line for line in compare if "baselines.py" not in line]
     assert len(compare) - len(searches) == (4 * 3 + 1) * 4  # 4 tasks x 3 seeds + review_topic, 4 methods
     assert len(searches) == 4 * 2 * 2  # TaRot and random search at seeds 1 and 2
     variants = _list(tmp_path, "--list-variants")
-    assert len(variants) == 6 * (4 * 3 + 1) * 2  # 6 knobs x (4 tasks x 3 seeds + review_topic) x BO, random
+    assert len(variants) == 7 * (4 * 3 + 1) * 2  # 6 knobs and their combination x (4 tasks x 3 seeds +
+    # review_topic) x BO, random
+    combined = "--metric choice_ce --balancedTraining --angleSharing layer --selectOn dev:5 "
+    assert all(combined in line for line in variants[-26:] + after[3:])
     gemma = _list(tmp_path, "--list-gemma")
     assert len(gemma) == 4 * (2 + 4)  # 4 tasks x (BO, random, and the 4 baselines), seed 0
     assert all("--model gemma3-270m --layer 0 9 " in line and "--seed 0 " in line for line in gemma)
@@ -114,7 +117,7 @@ def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
     assert navigate == [line for line in lines if "navigate" in line] and len(navigate) == 2 + 3
     assert _list(tmp_path, "--list", "optimizer random") == [line for line in lines if "optimizer random" in line]
     assert len(_list(tmp_path, "--list", "optimizer random")) == 8
-    assert _list(tmp_path, "--list-after", "winowhy") == [after[1]]
+    assert _list(tmp_path, "--list-after", "winowhy") == [after[1], after[4]]
     assert _list(tmp_path, "--list", "no such text") == []
 
 
@@ -137,8 +140,8 @@ def test_listed_lines_name_the_committed_runs(tmp_path):
     committed run; --angle_0=-1/4 --angle_1=1/4 give the same folder and identity as 'neg 1/4' '1/4'."""
     fake = str(tmp_path / "fake_python")
     folders, pending = set(), set()
-    gemma = _list(tmp_path, "--list-gemma")
-    for line in _list(tmp_path, "--list") + _list(tmp_path, "--list-compare") + _list(tmp_path, "--list-after") + gemma:
+    gemma, after = _list(tmp_path, "--list-gemma"), _list(tmp_path, "--list-after")
+    for line in _list(tmp_path, "--list") + _list(tmp_path, "--list-compare") + after + gemma:
         for command in line.split(" && ")[:-1]:  # the last one collects
             script, flags = _script_and_flags(command, fake)
             parse, kind = SCRIPT_FLAGS[script]
@@ -150,14 +153,14 @@ def test_listed_lines_name_the_committed_runs(tmp_path):
             path = _run_path(args, script, kind)
             assert path == _run_path(paper, script, kind)
             assert args.angle_bounds == paper.angle_bounds == (-0.25, 0.25)
-            if not path.exists() and line in gemma:
-                pending.add(path)  # a second-model line that has not run yet (the session notes list them)
+            if not path.exists() and (line in gemma or line in after[3:]):
+                pending.add(path)  # a second-model or combined-variant line that has not run yet (see the notes)
                 continue
             saved = json.loads((path / "config.json").read_text())["identity"]
             assert _identity(args, script) == _identity(paper, script) == saved
             folders.add(path)
-    # the main stage; TaRot at seeds 1 and 2; the baselines; the second model's runs
-    assert len(folders) + len(pending) == 20 + 16 + 52 + 24
+    # the main stage; TaRot at seeds 1 and 2; the baselines; the second model's runs; the combined variant's
+    assert len(folders) + len(pending) == 20 + 16 + 52 + 24 + 1
     assert len(pending) < 24  # of the second model's lines, those committed name their runs
 
 
@@ -204,8 +207,8 @@ def test_serial_mode_runs_past_a_failure_lists_it_and_exits_1(tmp_path):
     stages = ("--list", "--list-compare", "--list-variants", "--list-gemma", "--list-after")
     lines = [line for stage in stages for line in _list(tmp_path, stage, "winowhy")]
     failed = [line for line in lines if "--dataset winowhy --optimizer random" in line]
-    # random search at seeds 0, 1 and 2, plain and with each of 6 knobs; and on the second model
-    assert len(failed) == 3 + 6 * 3 + 1
+    # random search at seeds 0, 1 and 2, plain and with each of 6 knobs and their combination; the second model
+    assert len(failed) == 3 + 7 * 3 + 1
     assert result.stderr.splitlines() == [f"failed: {line}" for line in failed]
     # every line in order (main, comparison, after stage), each stopping at its failing command; then report.py
     expected = []
@@ -257,4 +260,4 @@ def test_variant_lines_parse_and_name_their_own_folders(tmp_path):
         args = parse([*flags, "--outputDir", str(tmp_path)])
         names.add(cli.run_path(args, args.dataset, kind))
         assert cli.variants(args) or args.metric in ("balanced_logprob", "choice_ce")
-    assert len(names) == 6 * 13 * 2
+    assert len(names) == 7 * 13 * 2
