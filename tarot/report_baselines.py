@@ -397,13 +397,13 @@ def variants_table(summary: dict[str, Any]) -> str:
         ("zero_shot", "accuracy", "zero-shot accuracy (exact match)"),
     ):
         explained = (
-            "; ▲n / ▼n: seeds with a paired interval above / below 0 against the unedited model (restricted "
-            "accuracy in brackets)"
+            "; ▲n / ▼n: seeds with a paired interval above / below 0 against the unedited model"
             if metric == HEADLINE
             else " (the calibrations only rank the choices: -)"
         )
         lines += [
-            f"{title}: mean ± sd over seeds{explained}",
+            f"{title}: mean ± sd over seeds ([n=k]: k seeds only), then the mean change against the unedited "
+            f"model on the same seeds{explained}",
             "",
             f"| method | {' | '.join(tasks)} | search s per line (per evaluation) |",
             "|---|" + "---|" * (len(tasks) + 1),
@@ -411,9 +411,8 @@ def variants_table(summary: dict[str, Any]) -> str:
         for method in rows:
             cells = []
             for task in tasks:
-                entry = comparison[task].get(method, {}).get(setting)
-                seeds = len(comparison[task]["unedited"][setting]["seeds"])
-                cells.append(_cell(entry, seeds) if metric == HEADLINE else _mean_cell(entry, metric, seeds))
+                unedited = comparison[task]["unedited"][setting]
+                cells.append(_variant_cell(comparison[task].get(method, {}).get(setting), unedited, metric))
             cost = costs.get(method)
             spent = "-" if cost is None else f"{cost['mean_seconds']:.0f} ({cost.get('seconds_per_evaluation', 0):.1f})"
             lines.append(f"| {NAMES.get(method, method)} | {' | '.join(cells)} | {spent} |")
@@ -435,12 +434,25 @@ def variants_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _mean_cell(entry: dict[str, Any] | None, metric: str, seeds: int) -> str:
+def _variant_cell(entry: dict[str, Any] | None, unedited: dict[str, Any], metric: str) -> str:
+    """Mean ± sd over seeds, ``[n=k]`` with fewer seeds than the unedited row, the mean change against the
+    unedited model on the method's own seeds, and for restricted F1 the seeds whose paired interval lies above
+    (▲) or below (▼) 0."""
     if entry is None or metric not in entry:
         return "-"
     values = entry[metric]
-    sd = "" if values["sd"] is None else f" ± {values['sd']:.3f}"
-    return f"{values['mean']:.3f}{sd}" + (f" [n={len(entry['seeds'])}]" if len(entry["seeds"]) < seeds else "")
+    text = f"{values['mean']:.3f}" + ("" if values["sd"] is None else f" ± {values['sd']:.3f}")
+    if len(entry["seeds"]) < len(unedited["seeds"]):
+        text += f" [n={len(entry['seeds'])}]"
+    if entry is not unedited:
+        base = dict(zip(unedited["seeds"], unedited[metric]["per_seed"], strict=True))
+        change = statistics.fmean(v - base[seed] for seed, v in zip(entry["seeds"], values["per_seed"], strict=True))
+        text += f", {change:+.3f}"
+    paired = [ci for ci in entry.get("paired_ci95", []) if ci is not None] if metric == HEADLINE else []
+    if paired:
+        count = _count(paired)
+        text += "".join(f" {sign}{count[key]}" for key, sign in (("better", "▲"), ("worse", "▼")) if count[key])
+    return text
 
 
 def _counts(count: dict[str, int]) -> str:
