@@ -10,7 +10,8 @@ and seed must have asked the same questions; the unedited model is read from the
     summary["baselines"][task][method][setting]["seeds"] = [0, 1, 2]
 
 Methods: unedited, contextual, batch, lora, road, tarot, random; settings: zero_shot, few_shot; metrics:
-accuracy, restricted_accuracy, f1, restricted_f1 (calibration only ranks the choices: restricted only). For
+accuracy, restricted_accuracy, f1, restricted_f1 (calibration only ranks the choices: restricted only), and
+top_answer_share (the share of the questions given the most common restricted answer: 1.0 = collapsed). For
 topics, TaRot's accuracy and F1 are those of the first token (``next_token``), as for every other method.
 ``summary["baseline_verdicts"]`` answers, per task: does TaRot beat the unedited model, and the best free
 baseline, on six-shot restricted macro F1, with a paired interval that excludes 0?
@@ -47,6 +48,7 @@ NAMES = {
 }
 METRICS = ("accuracy", "restricted_accuracy", "f1", "restricted_f1")
 HEADLINE = "restricted_f1"
+TOP_SHARE = "top_answer_share"  # of the restricted predictions: 1.0 = one answer for every question
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,17 @@ def _method_entry(scored: list[Scored], who: str) -> dict[str, Any]:
         for metric in METRICS:
             if all(metric in r for r in records):
                 values[metric] = _spread([r[metric] for r in records])
+        if all("restricted_predictions" in r for r in records):  # how far the method collapsed onto one answer
+            values[TOP_SHARE] = _spread([_top_share(r["restricted_predictions"]) for r in records])
         if who == "method":
             values["paired_ci95"] = [r.get("paired_ci95", {}).get(HEADLINE) for r in records]
         entry[setting] = values
     return entry
+
+
+def _top_share(predictions: list[str]) -> float:
+    """The share of the questions given the most common answer: 1.0 when every question gets the same one."""
+    return round(Counter(predictions).most_common(1)[0][1] / len(predictions), 4)
 
 
 def compare(scored: list[Scored]) -> dict[str, Any]:
@@ -202,6 +211,7 @@ def _one_answer_entry(per_seed: list[Scored]) -> dict[str, Any]:
     entry: dict[str, Any] = {"seeds": [item.seed for item in per_seed], "answer": [a["answer"] for a in answers]}
     for metric in METRICS:
         entry[metric] = _spread([a["f1" if metric.endswith("f1") else "accuracy"] for a in answers])
+    entry[TOP_SHARE] = entry["accuracy"]  # the share of the test set's most common label
     return {setting: entry for setting in SETTINGS}
 
 
@@ -395,11 +405,14 @@ def variants_table(summary: dict[str, Any]) -> str:
         ("few_shot", HEADLINE, "six-shot restricted macro F1"),
         ("zero_shot", HEADLINE, "zero-shot restricted macro F1"),
         ("zero_shot", "accuracy", "zero-shot accuracy (exact match)"),
+        ("few_shot", TOP_SHARE, "six-shot share of the questions given the most common answer (1 = collapsed)"),
     ):
         explained = (
             "; ▲n / ▼n: seeds with a paired interval above / below 0 against the unedited model"
             if metric == HEADLINE
             else " (the calibrations only rank the choices: -)"
+            if metric == "accuracy"
+            else " (among the choices; one answer for all: the test set's own share of its most common label)"
         )
         lines += [
             f"{title}: mean ± sd over seeds ([n=k]: k seeds only), then the mean change against the unedited "

@@ -115,7 +115,14 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     assert len(first["search_curves.png"]) > 1000 and len(first["baselines.png"]) > 1000
     comparison = summary["baselines"]["entailed_polarity"]
     assert set(comparison) == {"unedited", "one_answer", "batch", "lora", "tarot", "random", "tarot[all]"}
-    assert set(comparison["batch"]["few_shot"]) == {"seeds", "restricted_accuracy", "restricted_f1", "paired_ci95"}
+    assert set(comparison["batch"]["few_shot"]) == {
+        "seeds", "restricted_accuracy", "restricted_f1", "paired_ci95", "top_answer_share",
+    }  # fmt: skip
+    bo_run = next((results / "smollm2" / "entailed_polarity").glob("*layer_0_2_*_n4_bo_init2_seed0"))
+    answers = json.loads((bo_run / "results.json").read_text())["few_shot"]["tarot"]["restricted_predictions"]
+    most = max(answers.count(a) for a in set(answers))  # the share of the most common answer, by hand
+    assert comparison["tarot"]["few_shot"]["top_answer_share"]["per_seed"] == [round(most / len(answers), 4)]
+    assert comparison["one_answer"]["few_shot"]["top_answer_share"] == comparison["one_answer"]["few_shot"]["accuracy"]
     lora = comparison["lora"]["few_shot"]
     assert set(METRICS) < set(lora) and lora["seeds"] == [0] and lora["f1"]["sd"] is None
     assert lora["paired_ci95"] == [
