@@ -15,7 +15,8 @@
 #                                    alone, then all combined; TaRot and random search, seeds 0-2
 #                                    (review_topic: seed 0)
 #   ./train.sh --list-gemma [FILTER] print the second model's lines: Gemma 3 270M (embedded too), seed 0,
-#                                    the four BIG-bench tasks, TaRot, random search and the four baselines
+#                                    the four BIG-bench tasks, TaRot, random search and the four baselines,
+#                                    then the combined variant (BO and random search)
 #   ./train.sh --list-after [FILTER] print the lines that need the main stage's runs (collateral damage)
 #
 # Side by side, with any runner that reads one command per line (the lines hold no quotes or backslashes):
@@ -167,6 +168,12 @@ gemma_stage() {
     done
     for method in "${BASELINES[@]}"; do
       baseline "$GEMMA --rotationMethod rotary --trainingDataSize 20 $CLASSIFY --dataset $task --optimizer bo --method $method"
+    done
+  done
+  # the combined variant (the best mean of the variants on SmolLM2 at seed 0; fixed before Gemma's runs)
+  for task in "${TABLE_TASKS[@]}"; do
+    for optimizer in "${OPTIMIZERS[@]}"; do
+      experiment trainRotation_NN_kernel.py evaluateRotation.py "$GEMMA --rotationMethod rotary --trainingDataSize 20 $COMBINED --fewShotCategory mix --dataset $task --optimizer $optimizer"
     done
   done
 }

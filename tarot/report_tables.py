@@ -148,9 +148,12 @@ def sections(summary: dict[str, Any]) -> dict[str, str]:
         if any("[" in method for methods in summary["baselines"].values() for method in methods):
             found["variants"] = variants_table(summary)
     if summary.get("second_model"):
-        from tarot.report_baselines import table
+        from tarot.report_baselines import table, variants_table
 
-        found["second_model"] = table(summary["second_model"])
+        second = summary["second_model"]
+        found["second_model"] = table(second)
+        if any("[" in method for methods in second["baselines"].values() for method in methods):
+            found["second_model"] += "\n\n" + variants_table(second)
     if summary["collateral"] or summary.get("variant_collateral"):
         found["collateral"] = collateral_table(summary)
     for key in summary["studies"]:

@@ -93,8 +93,11 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     second = [*flags, "--optimizer", "bo", "--layer", "0", "1"]  # TINY_SECOND's line (the second model's block)
     train(second)
     evaluate(second)
+    second_variant = [*second, "--metric", "choice_ce"]  # a variant in the second model's block
+    train(second_variant)
+    evaluate(second_variant)
     results = tmp_path / "results"
-    assert collect(tmp_path / "runs", results) == 7
+    assert collect(tmp_path / "runs", results) == 8
     report.build(results, TINY_RECIPE, TINY_SECOND)
     first = {name: (results / name).read_bytes() for name in BUILT}
     report.build(results, TINY_RECIPE, TINY_SECOND)
@@ -110,7 +113,7 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     assert "| entailed_polarity | navigate | 12 |" in readme
     study = summary["studies"]["trainingDataSize"]["entailed_polarity"]
     assert [row["trainingDataSize"] for row in study] == [3, 4]
-    assert sorted(run["path"].rsplit("_", 1)[1] for run in summary["other_runs"]) == ["seed0", "share-all"]
+    assert sorted(run["path"].rsplit("_", 1)[1] for run in summary["other_runs"]) == ["seed0", "seed0", "share-all"]
     assert "<!-- study:trainingDataSize -->" in readme
     assert len(first["search_curves.png"]) > 1000 and len(first["baselines.png"]) > 1000
     comparison = summary["baselines"]["entailed_polarity"]
@@ -144,11 +147,13 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
     # the second model's block: its own TaRot run, and the calibration (which has no layer range)
     block = summary["second_model"]
     assert block["layer"] == [0, 1] and set(block["baselines"]["entailed_polarity"]) == {
-        "unedited", "one_answer", "batch", "tarot",
+        "unedited", "one_answer", "batch", "tarot", "tarot[choice_ce]",
     }  # fmt: skip
     assert block["baselines"]["entailed_polarity"]["tarot"]["few_shot"]["seeds"] == [0]
     assert block["baseline_costs"]["tarot"]["seconds_per_evaluation"] > 0
     assert "<!-- second_model -->" in readme
+    second_section = readme.split("<!-- second_model -->")[1].split("<!-- /second_model -->")[0]
+    assert "| tarot[choice_ce] | " in second_section  # its variants table
     assert row["seconds_per_evaluation"]["tarot"] == pytest.approx(row["search_seconds"]["tarot"] / 4, abs=0.01)
     assert "<!-- costs -->" in readme
     # with train.sh's own recipe none of these tiny runs is in the main table

@@ -88,7 +88,9 @@ def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
     combined = "--metric choice_ce --balancedTraining --angleSharing layer --selectOn dev:5 "
     assert all(combined in line for line in variants[-26:] + after[3:])
     gemma = _list(tmp_path, "--list-gemma")
-    assert len(gemma) == 4 * (2 + 4)  # 4 tasks x (BO, random, and the 4 baselines), seed 0
+    assert len(gemma) == 4 * (2 + 4 + 2)  # 4 tasks x (BO, random, the 4 baselines, the combined variant's BO and
+    # random), seed 0
+    assert all(combined in line for line in gemma[-8:])
     assert all("--model gemma3-270m --layer 0 9 " in line and "--seed 0 " in line for line in gemma)
     compare += [line for line in gemma if "baselines.py" in line]
     searches += [line for line in gemma if "baselines.py" not in line]
@@ -160,8 +162,8 @@ def test_listed_lines_name_the_committed_runs(tmp_path):
             assert _identity(args, script) == _identity(paper, script) == saved
             folders.add(path)
     # the main stage; TaRot at seeds 1 and 2; the baselines; the second model's runs; the combined variant's
-    assert len(folders) + len(pending) == 20 + 16 + 52 + 24 + 1
-    assert len(pending) < 24  # of the second model's lines, those committed name their runs
+    assert len(folders) + len(pending) == 20 + 16 + 52 + 32 + 1
+    assert len(pending) < 32  # of the second model's lines, those committed name their runs
 
 
 def test_xargs_runs_two_lines_side_by_side(tmp_path):
@@ -207,8 +209,9 @@ def test_serial_mode_runs_past_a_failure_lists_it_and_exits_1(tmp_path):
     stages = ("--list", "--list-compare", "--list-variants", "--list-gemma", "--list-after")
     lines = [line for stage in stages for line in _list(tmp_path, stage, "winowhy")]
     failed = [line for line in lines if "--dataset winowhy --optimizer random" in line]
-    # random search at seeds 0, 1 and 2, plain and with each of 6 knobs and their combination; the second model
-    assert len(failed) == 3 + 7 * 3 + 1
+    # random search at seeds 0, 1 and 2, plain and with each of 6 knobs and their combination; the second model's,
+    # plain and combined
+    assert len(failed) == 3 + 7 * 3 + 2
     assert result.stderr.splitlines() == [f"failed: {line}" for line in failed]
     # every line in order (main, comparison, after stage), each stopping at its failing command; then report.py
     expected = []
