@@ -332,12 +332,14 @@ def _cell(entry: dict[str, Any] | None, seeds: int | None = None) -> str:
     sd = "" if f1["sd"] is None else f" ± {f1['sd']:.3f}"
     if seeds is not None and len(entry["seeds"]) < seeds:
         sd += f" [n={len(entry['seeds'])}]"
-    paired = [ci for ci in entry.get("paired_ci95", []) if ci is not None]
-    marks = ""
-    if paired:
-        count = _count(paired)
-        marks = "".join(f" {sign}{count[key]}" for key, sign in (("better", "▲"), ("worse", "▼")) if count[key])
-    return f"{f1['mean']:.3f}{sd} ({accuracy['mean']:.2f}){marks}"
+    return f"{f1['mean']:.3f}{sd} ({accuracy['mean']:.2f}){_marks(entry)}"
+
+
+def _marks(entry: dict[str, Any]) -> str:
+    """`` ▲n ▼m``: the seeds whose paired interval (restricted F1, against the unedited model) lies above or
+    below 0."""
+    count = _count([ci for ci in entry.get("paired_ci95", []) if ci is not None])
+    return "".join(f" {sign}{count[key]}" for key, sign in (("better", "▲"), ("worse", "▼")) if count[key])
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -393,7 +395,8 @@ def table(summary: dict[str, Any]) -> str:
 def variants_table(summary: dict[str, Any]) -> str:
     """TaRot's variants (issue 12's knobs) against TaRot, the random-search controls, the unedited model, the
     calibrations and the one-answer level: a row per method and a column per task, for six-shot restricted
-    macro F1, zero-shot restricted macro F1 and zero-shot accuracy (exact match); then, per variant and task,
+    macro F1, zero-shot restricted macro F1, zero-shot accuracy (exact match) and the six-shot share of the
+    most common answer; then, per variant and task,
     the seeds in which it beats the unedited model and the best free baseline."""
     comparison, costs = summary["baselines"], summary.get("baseline_costs", {})
     tasks = list(comparison)
@@ -461,11 +464,7 @@ def _variant_cell(entry: dict[str, Any] | None, unedited: dict[str, Any], metric
         base = dict(zip(unedited["seeds"], unedited[metric]["per_seed"], strict=True))
         change = statistics.fmean(v - base[seed] for seed, v in zip(entry["seeds"], values["per_seed"], strict=True))
         text += f", {change:+.3f}"
-    paired = [ci for ci in entry.get("paired_ci95", []) if ci is not None] if metric == HEADLINE else []
-    if paired:
-        count = _count(paired)
-        text += "".join(f" {sign}{count[key]}" for key, sign in (("better", "▲"), ("worse", "▼")) if count[key])
-    return text
+    return text + (_marks(entry) if metric == HEADLINE else "")
 
 
 def _counts(count: dict[str, int]) -> str:
