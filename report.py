@@ -2,6 +2,7 @@
 
     python report.py                  # results/summary.json, results/README.md (tables), results/*.png
     python report.py --collect runs   # first copy finished runs' small files from runs/ into results/
+    ./train.sh --list-variants | python report.py --pending   # the lines whose results are not in yet
 
 Reads only what is committed: ``results/**/{config.json,history.jsonl,results.json,results_on_*.json}``
 (the baselines' folders, ``Baseline_*``, hold config.json and results.json),
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,9 +69,22 @@ def build(results: Path, recipe: Recipe | None = None, second: Recipe | None = N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--collect", metavar="RUNS_DIR", help="first copy finished runs from this folder")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--collect", metavar="RUNS_DIR", help="first copy finished runs from this folder")
+    action.add_argument(
+        "--pending",
+        action="store_true",
+        help="read train.sh lines on stdin; print those whose results are not in results/ yet (to run or resume)",
+    )
     args = parser.parse_args()
-    if args.collect:
+    if args.pending:
+        from tarot.report_select import pending
+
+        lines = sys.stdin.read().splitlines()
+        todo = pending(lines, RESULTS)
+        print("\n".join(todo), end="\n" if todo else "")
+        print(f"{len(todo)} of {sum(bool(line.strip()) for line in lines)} lines pending", file=sys.stderr)
+    elif args.collect:
         from tarot.report_select import collect
 
         copied = collect(Path(args.collect), RESULTS)

@@ -18,6 +18,8 @@
 #                                    the four BIG-bench tasks, TaRot, random search and the four baselines,
 #                                    then the combined variant (BO and random search)
 #   ./train.sh --list-after [FILTER] print the lines that need the main stage's runs (collateral damage)
+#   ./train.sh --list-variants | .venv/bin/python report.py --pending
+#                                    only the lines whose results are not in results/ yet
 #
 # Side by side, with any runner that reads one command per line (the lines hold no quotes or backslashes):
 #

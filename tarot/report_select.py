@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -132,6 +133,52 @@ def collect(source: Path, results: Path) -> int:
                 atomic_write(target / file.name, lambda tmp, file=file: shutil.copyfile(file, tmp))
         copied += 1
     return copied
+
+
+def line_scripts() -> dict[str, tuple[Callable[[list[str]], Any], str]]:
+    """train.sh's scripts: how each parses its flags, and the kind that names its run folders."""
+    from tarot import baselines, classification, cli, generation, topic  # torch: only when asked
+
+    return {
+        "trainRotation_NN_kernel.py": (cli.train_flags, classification.RUN_KIND),
+        "evaluateRotation.py": (cli.evaluate_flags, classification.RUN_KIND),
+        "train_topic.py": (cli.topic_train_flags, topic.RUN_KIND),
+        "test_topic.py": (cli.topic_evaluate_flags, topic.RUN_KIND),
+        "train_summarization.py": (cli.generation_train_flags, generation.RUN_KIND),
+        "test_summarization.py": (cli.generation_evaluate_flags, generation.RUN_KIND),
+        "baselines.py": (cli.baseline_flags, baselines.RUN_KIND),
+    }
+
+
+def line_result(line: str, results: Path) -> Path:
+    """The file a train.sh line writes last under ``results``: its run's results.json, or
+    results_on_<task>.json for an ``--evalDataset`` line. The line is finished when that file exists. The
+    line's first command (``python <script> FLAGS``) names the script and the flags that define the run."""
+    from tarot import baselines, cli
+    from tarot.data import task_name
+
+    scripts = line_scripts()
+    words = line.split(" && ")[0].split()
+    script = Path(words[1]).name if len(words) > 1 else ""
+    if script not in scripts:
+        shown = line if len(line) <= 60 else line[:57] + "..."
+        raise UsageError(
+            f"--pending: '{shown}' is not a train.sh line (python SCRIPT FLAGS, SCRIPT one of {', '.join(scripts)})"
+        )
+    parse, kind = scripts[script]
+    args = parse([*words[2:], "--outputDir", str(results)])  # the last --outputDir wins
+    task = task_name(args.dataset)
+    if script == "baselines.py":
+        return baselines.run_path(args, task) / "results.json"
+    evaluated_on = getattr(args, "evalDataset", None)
+    name = "results.json" if evaluated_on is None else f"{CROSS_RESULTS_PREFIX}{task_name(evaluated_on)}.json"
+    return cli.run_path(args, task, kind) / name
+
+
+def pending(lines: list[str], results: Path) -> list[str]:
+    """The train.sh lines (blank ones skipped) whose results are not in ``results`` yet: those still to run,
+    or to resume (a search resumes from its run folder in runs/)."""
+    return [line for line in lines if line.strip() and not line_result(line, results).exists()]
 
 
 def _read(run: Path, results: Path) -> Run:

@@ -14,8 +14,9 @@ import subprocess
 import pytest
 from conftest import ROOT
 
-from tarot import baselines, classification, cli, generation, topic
+from tarot import baselines, cli, generation
 from tarot.data import load_task
+from tarot.report_select import line_result, line_scripts, pending
 
 # Stands in for .venv/bin/python: logs "start"/"end" around each call and each call's arguments one per line;
 # sleeps FAKE_SLEEP seconds; fails on winowhy's random-search line.
@@ -32,15 +33,7 @@ EVALUATION_SCRIPT = {  # the search script -> its evaluation script
     "train_topic.py": "test_topic.py",
     "train_summarization.py": "test_summarization.py",
 }
-SCRIPT_FLAGS = {  # each script -> how it parses its flags, and the kind that names its run folders
-    "trainRotation_NN_kernel.py": (cli.train_flags, classification.RUN_KIND),
-    "evaluateRotation.py": (cli.evaluate_flags, classification.RUN_KIND),
-    "train_topic.py": (cli.topic_train_flags, topic.RUN_KIND),
-    "test_topic.py": (cli.topic_evaluate_flags, topic.RUN_KIND),
-    "train_summarization.py": (cli.generation_train_flags, generation.RUN_KIND),
-    "test_summarization.py": (cli.generation_evaluate_flags, generation.RUN_KIND),
-    "baselines.py": (cli.baseline_flags, baselines.RUN_KIND),
-}
+SCRIPT_FLAGS = line_scripts()  # each script -> how it parses its flags, and the kind that names its run folders
 
 
 def _setup(tmp_path):
@@ -264,3 +257,45 @@ def test_variant_lines_parse_and_name_their_own_folders(tmp_path):
         names.add(cli.run_path(args, args.dataset, kind))
         assert cli.variants(args) or args.metric in ("balanced_logprob", "choice_ce")
     assert len(names) == 7 * 13 * 2
+
+
+def test_pending_prints_the_lines_whose_results_are_not_in(tmp_path):
+    """report.py --pending keeps the lines whose results file is missing: none of the committed stages, every
+    line of an empty results folder, and not a line once its file (results.json, or results_on_<task>.json
+    for an --evalDataset line) is there."""
+    committed = _list(tmp_path, "--list") + _list(tmp_path, "--list-compare") + _list(tmp_path, "--list-after")[:3]
+    assert pending(committed, ROOT / "results") == []
+    moved = [line.replace("--seed 0", "--seed 7").replace("--seed 1", "--seed 7") for line in committed]
+    assert pending(moved, ROOT / "results") == [line for line in moved if "--seed 7" in line] != []
+    empty = tmp_path / "results"
+    assert pending(["", *committed], empty) == committed
+    finished = {committed[0]: "results.json", committed[-1]: "results_on_color.json"}
+    for line, name in finished.items():
+        result = line_result(line, empty)
+        assert result.name == name and result.parent.parent.parent.parent == empty
+        result.parent.mkdir(parents=True, exist_ok=True)  # the after line: the first line's run
+        result.write_text("{}")
+    assert pending(committed, empty) == [line for line in committed if line not in finished]
+
+
+def test_pending_reads_stdin_and_refuses_a_line_of_another_script(tmp_path):
+    lines = _list(tmp_path, "--list-after")
+    lines[1] = lines[1].replace("--seed 0", "--seed 7")
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "report.py", "--pending"],
+        cwd=ROOT,
+        input="\n".join(lines[:3]),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and result.stdout == lines[1] + "\n", result.stderr
+    assert result.stderr == "1 of 3 lines pending\n"
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "report.py", "--pending"],
+        cwd=ROOT,
+        input="sh run.sh\n",
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stdout == "" and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("report.py: error: --pending: 'sh run.sh' is not a train.sh line")
