@@ -16,7 +16,7 @@ from conftest import ROOT, tiny_flags
 from tarot import baselines
 from tarot.classification import PAIRED_METRICS, evaluate, train
 from tarot.errors import UsageError
-from tarot.report_baselines import METRICS, Scored, compare, table
+from tarot.report_baselines import METRICS, Scored, compare, table, variants_table
 from tarot.report_select import KEPT_FILES, TRAIN_SH, Recipe, collect
 from tarot.report_summary import one_answer
 from tarot.runs import RunDir, read_jsonl, read_tensors, write_tensors
@@ -240,11 +240,11 @@ def test_a_kept_run_without_its_points_gets_them_back_by_replaying_the_search(tm
         train([*flags, "--outputDir", str(tmp_path / "kept")])
 
 
-def _scored(method: str, seed: int, f1: float, ids: list[int], interval=None) -> Scored:
+def _scored(method: str, seed: int, f1: float, ids: list[int], interval=None, task: str = "navigate") -> Scored:
     metrics = {"restricted_f1": f1, "restricted_accuracy": f1 + 0.1}
     method_metrics = metrics | ({"paired_ci95": {"restricted_f1": interval}} if interval else {})
     setting = {"base": {"restricted_f1": 0.3, "restricted_accuracy": 0.4}, "method": method_metrics}
-    return Scored(method, "navigate", seed, f"{method}{seed}", ids, {"zero_shot": setting, "few_shot": setting}, 1.0)
+    return Scored(method, task, seed, f"{method}{seed}", ids, {"zero_shot": setting, "few_shot": setting}, 1.0)
 
 
 def test_the_comparison_is_over_seeds_and_only_on_the_same_questions():
@@ -270,3 +270,24 @@ def test_the_comparison_is_over_seeds_and_only_on_the_same_questions():
         compare([*scored[:3], _scored("tarot", 1, 0.4, [3, 5])])
     with pytest.raises(UsageError, match="two tarot runs for navigate seed 1"):
         compare([*scored, _scored("tarot", 1, 0.4, [3, 4])])
+
+
+def test_the_variants_mean_change_is_over_the_tasks_run_at_every_seed():
+    """The variants table's last numeric column: the mean over tasks of (method - unedited on the same seed),
+    over the tasks with the most seeds only; - for a method missing one of them."""
+    scored = [
+        _scored("tarot", 0, 0.2, [1, 2]),
+        _scored("tarot", 1, 0.4, [3, 4]),  # navigate: -0.1, +0.1 against the unedited 0.3
+        _scored("tarot", 0, 0.5, [1, 2], task="winowhy"),
+        _scored("tarot", 1, 0.9, [3, 4], task="winowhy"),  # winowhy: +0.2, +0.6
+        _scored("tarot", 0, 0.9, [1, 2], task="color"),  # one seed only: not in the mean
+        _scored("batch", 0, 0.5, [1, 2]),
+        _scored("batch", 1, 0.7, [3, 4]),  # navigate only: no mean
+    ]
+    rows = variants_table({"baselines": compare(scored)}).splitlines()
+    assert "Mean change: over navigate, winowhy (the tasks run at every seed)" in rows[0]
+    assert rows[2] == "| method | color | navigate | winowhy | mean change | search s per line (per evaluation) |"
+    tarot = next(row for row in rows if row.startswith("| TaRot (BO) | "))
+    assert tarot.split(" | ")[-2:] == ["+0.200", "- |"]  # (0.0 + 0.4) / 2
+    batch = next(row for row in rows if row.startswith("| batch calibration | "))
+    assert batch.split(" | ")[-2] == "-"
