@@ -81,10 +81,14 @@ def test_list_prints_one_complete_experiment_per_line_without_quotes(tmp_path):
     combined = "--metric choice_ce --balancedTraining --angleSharing layer --selectOn dev:5 "
     assert all(combined in line for line in variants[-26:] + after[3:])
     gemma = _list(tmp_path, "--list-gemma")
-    assert len(gemma) == 4 * (2 + 4 + 2)  # 4 tasks x (BO, random, the 4 baselines, the combined variant's BO and
-    # random), seed 0
-    assert all(combined in line for line in gemma[-8:])
-    assert all("--model gemma3-270m --layer 0 9 " in line and "--seed 0 " in line for line in gemma)
+    # seed 0: 4 tasks x (BO, random, the 4 baselines, the combined variant's BO and random); seeds 1 and 2:
+    # 4 tasks x (the 2 calibrations, the combined variant's BO and random)
+    assert len(gemma) == 4 * (2 + 4 + 2) + 2 * 4 * (2 + 2)
+    assert all(combined in line for line in gemma[24:32]) and sum(combined in line for line in gemma) == 8 + 16
+    assert all("--model gemma3-270m --layer 0 9 " in line for line in gemma)
+    assert [sum(f"--seed {seed} " in line for line in gemma) for seed in (0, 1, 2)] == [32, 16, 16]
+    later = [line for line in gemma[32:] if "baselines.py" in line]
+    assert {line.split("--method ")[1].split()[0] for line in later} == {"contextual", "batch"} and len(later) == 16
     compare += [line for line in gemma if "baselines.py" in line]
     searches += [line for line in gemma if "baselines.py" not in line]
     for line in lines + after + compare + variants + gemma:
@@ -155,8 +159,8 @@ def test_listed_lines_name_the_committed_runs(tmp_path):
             assert _identity(args, script) == _identity(paper, script) == saved
             folders.add(path)
     # the main stage; TaRot at seeds 1 and 2; the baselines; the second model's runs; the combined variant's
-    assert len(folders) + len(pending) == 20 + 16 + 52 + 32 + 1
-    assert len(pending) < 32  # of the second model's lines, those committed name their runs
+    assert len(folders) + len(pending) == 20 + 16 + 52 + 64 + 1
+    assert len(pending) < 64  # of the second model's lines, those committed name their runs
 
 
 def test_xargs_runs_two_lines_side_by_side(tmp_path):
@@ -203,8 +207,8 @@ def test_serial_mode_runs_past_a_failure_lists_it_and_exits_1(tmp_path):
     lines = [line for stage in stages for line in _list(tmp_path, stage, "winowhy")]
     failed = [line for line in lines if "--dataset winowhy --optimizer random" in line]
     # random search at seeds 0, 1 and 2, plain and with each of 6 knobs and their combination; the second model's,
-    # plain and combined
-    assert len(failed) == 3 + 7 * 3 + 2
+    # plain and combined at seed 0, combined at seeds 1 and 2
+    assert len(failed) == 3 + 7 * 3 + 2 + 2
     assert result.stderr.splitlines() == [f"failed: {line}" for line in failed]
     # every line in order (main, comparison, after stage), each stopping at its failing command; then report.py
     expected = []
