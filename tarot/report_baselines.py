@@ -227,7 +227,8 @@ def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot")
     """Per task: ``method`` (TaRot's BO by default) against the unedited model and against the best free
     baseline (the calibration with the higher mean six-shot restricted F1, so the harder one to beat), seed
     by seed: the paired bootstrap 95% interval of the difference in six-shot restricted macro F1 on the same
-    questions."""
+    questions. Also against its random-search control (``random`` for ``tarot``, ``random[...]`` for
+    ``tarot[...]``) on the seeds where the control has run."""
     index = {(s.task, s.method, s.seed): s for s in scored}
     found: dict[str, Any] = {}
     for task, methods in table.items():
@@ -244,20 +245,14 @@ def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot")
         ]
         if not seeds:  # runs evaluated before the restricted predictions were recorded
             continue
-        versus_free = []
-        for seed in seeds:
-            edited, other = index[(task, method, seed)], index[(task, best, seed)]
-            versus_free.append(
-                paired_metric_interval(
-                    "f1",
-                    edited.settings["few_shot"]["method"]["restricted_predictions"],
-                    other.settings["few_shot"]["method"]["restricted_predictions"],
-                    _targets(edited),
-                )
-            )
+        versus_free = [_paired_f1(index[(task, method, seed)], index[(task, best, seed)]) for seed in seeds]
         versus_unedited = [
             ci for seed, ci in zip(own_seeds, methods[method]["few_shot"]["paired_ci95"], strict=True) if seed in seeds
         ]
+        # the random-search control at the same budget and settings: does the search, not the objective, help?
+        control = "random" + method.removeprefix("tarot")  # tarot -> random, tarot[...] -> random[...]
+        control_seeds = [seed for seed in seeds if (task, control, seed) in index]
+        versus_control = [_paired_f1(index[(task, method, s)], index[(task, control, s)]) for s in control_seeds]
         found[task] = {
             "best_free_baseline": best,
             "seeds": seeds,
@@ -265,8 +260,21 @@ def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot")
             "minus_best_free": versus_free,
             "beats_unedited": _count(versus_unedited),
             "beats_best_free": _count(versus_free),
+            "random_control_seeds": control_seeds,
+            "minus_random_control": versus_control,
+            "beats_random_control": _count(versus_control),
         }
     return found
+
+
+def _paired_f1(edited: Scored, other: Scored) -> list[float]:
+    """The paired bootstrap 95% interval of edited minus other in six-shot restricted macro F1."""
+    return paired_metric_interval(
+        "f1",
+        edited.settings["few_shot"]["method"]["restricted_predictions"],
+        other.settings["few_shot"]["method"]["restricted_predictions"],
+        _targets(edited),
+    )
 
 
 def variant_verdicts(scored: list[Scored], table: dict[str, Any]) -> dict[str, Any]:
@@ -440,15 +448,18 @@ def variants_table(summary: dict[str, Any]) -> str:
         lines.append("")
     verdict_rows = {"tarot": summary.get("baseline_verdicts", {}), **summary.get("variant_verdicts", {})}
     lines += [
-        "Six-shot restricted macro F1, seed by seed (better / worse / unclear): against the unedited model; "
-        "against the best free baseline",
+        "Six-shot restricted macro F1, seed by seed (better / worse / unclear, by the paired interval on the same "
+        "questions): against the unedited model; against the best free baseline; against its own random-search "
+        "control (the same variant, budget and seed: does the search help, beyond the objective?)",
         "",
         f"| method | {' | '.join(tasks)} |",
         "|---|" + "---|" * len(tasks),
     ]
     for method, by_task in verdict_rows.items():
         cells = [
-            f"{_counts(v['beats_unedited'])}; {_counts(v['beats_best_free'])}" if (v := by_task.get(task)) else "-"
+            f"{_counts(v['beats_unedited'])}; {_counts(v['beats_best_free'])}; {_control(v)}"
+            if (v := by_task.get(task))
+            else "-"
             for task in tasks
         ]
         lines.append(f"| {NAMES.get(method, method)} | {' | '.join(cells)} |")
@@ -485,6 +496,11 @@ def _mean_change(comparison: dict[str, Any], method: str, tasks: list[str], sett
             return "-"
         changes.append(_change(entry, unedited, metric))
     return f"{statistics.fmean(changes):+.3f}"
+
+
+def _control(verdict: dict[str, Any]) -> str:
+    """The counts against the random-search control; - before any control has run (or in older summaries)."""
+    return _counts(verdict["beats_random_control"]) if verdict.get("random_control_seeds") else "-"
 
 
 def _counts(count: dict[str, int]) -> str:

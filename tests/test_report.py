@@ -18,9 +18,11 @@ from tarot.classification import PAIRED_METRICS, evaluate, train
 from tarot.errors import UsageError
 from tarot.report_baselines import METRICS, Scored, compare, table, variants_table
 from tarot.report_select import KEPT_FILES, TRAIN_SH, Recipe, collect
+from tarot.report_summary import _targets as by_id
 from tarot.report_summary import one_answer
 from tarot.runs import RunDir, read_jsonl, read_tensors, write_tensors
 from tarot.search import best_angles
+from tarot.stats import paired_metric_interval
 
 TINY = tiny_flags(iterations=2, testing=12)
 # train.sh's recipe at TINY's settings and budget
@@ -134,6 +136,16 @@ def test_report_rebuilds_summary_byte_for_byte(tmp_path):
         )["few_shot"]["lora"]["paired_ci95"]["restricted_f1"]
     ]
     assert summary["baseline_verdicts"]["entailed_polarity"]["best_free_baseline"] == "batch"
+    # TaRot against its random-search control: the paired interval of the two runs' own six-shot answers
+    random_run = next((results / "smollm2" / "entailed_polarity").glob("*layer_0_2_*_n4_random_init2_seed0"))
+    controls = json.loads((random_run / "results.json").read_text())["few_shot"]["tarot"]["restricted_predictions"]
+    test_ids = json.loads((bo_run / "results.json").read_text())["test_ids"]
+    targets = [by_id("entailed_polarity")[i] for i in test_ids]
+    versus_control = summary["baseline_verdicts"]["entailed_polarity"]
+    assert versus_control["random_control_seeds"] == [0]
+    assert versus_control["minus_random_control"] == [paired_metric_interval("f1", answers, controls, targets)]
+    assert sum(versus_control["beats_random_control"].values()) == 1
+    assert summary["variant_verdicts"]["tarot[all]"]["entailed_polarity"]["random_control_seeds"] == []  # none ran
     assert comparison["tarot[all]"]["few_shot"]["seeds"] == [0]
     assert set(summary["variant_verdicts"]["tarot[all]"]["entailed_polarity"]["beats_best_free"]) == {
         "better", "worse", "unclear",
