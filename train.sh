@@ -180,7 +180,7 @@ gemma_stage() {
       experiment trainRotation_NN_kernel.py evaluateRotation.py "$GEMMA --rotationMethod rotary --trainingDataSize 20 $COMBINED --fewShotCategory mix --dataset $task --optimizer $optimizer"
     done
   done
-  # the combined variant's seed-0 gain (the only TaRot run to beat the best free baseline) at seeds 1 and 2,
+  # the combined variant's seed-0 gain (its entailed_polarity edit beat the best free baseline) at seeds 1 and 2,
   # with the free baselines on the same questions (added after seed 0's results: a check of that one result)
   for seed in 1 2; do
     for task in "${TABLE_TASKS[@]}"; do
