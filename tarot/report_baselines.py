@@ -19,6 +19,7 @@ baseline, on six-shot restricted macro F1, with a paired interval that excludes 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections import Counter
@@ -64,6 +65,7 @@ class Scored:
     seconds: float | None
     training: dict[str, Any] | None = None  # lora, road: steps, learning rate, whether it diverged
     evaluations: int | None = None  # TaRot and random search: the points the search scored
+    held_out: float | None = None  # --selectOn dev:K: the chosen point's value on the K held-out examples
 
 
 def _first_token(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +136,7 @@ def comparison_runs(runs: list[Run], recipe: Recipe) -> list[Scored]:
 def comparison(runs: list[Run], results: Path, recipe: Recipe) -> dict[str, Any]:
     """summary.json's sections for one recipe (one model): "baselines", "baseline_verdicts",
     "variant_verdicts" and "baseline_costs"."""
-    scored = comparison_runs(runs, recipe) + load_baselines(results, recipe)
+    scored = [_with_held_out(s, results) for s in comparison_runs(runs, recipe)] + load_baselines(results, recipe)
     table = compare(scored)
     return {
         "baselines": table,
@@ -142,6 +144,16 @@ def comparison(runs: list[Run], results: Path, recipe: Recipe) -> dict[str, Any]
         "variant_verdicts": variant_verdicts(scored, table),
         "baseline_costs": costs(scored),
     }
+
+
+def _with_held_out(item: Scored, results: Path) -> Scored:
+    """The run with its chosen point's held-out value, when it chose on held-out examples (selection.json)."""
+    path = results / item.path / "selection.json"
+    if not path.exists():
+        return item
+    selection = json.loads(path.read_text())
+    chosen = next(c for c in selection["candidates"] if c["iteration"] == selection["chosen"])
+    return dataclasses.replace(item, held_out=chosen["dev_value"])
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
@@ -228,7 +240,9 @@ def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot")
     baseline (the calibration with the higher mean six-shot restricted F1, so the harder one to beat), seed
     by seed: the paired bootstrap 95% interval of the difference in six-shot restricted macro F1 on the same
     questions. Also against its random-search control (``random`` for ``tarot``, ``random[...]`` for
-    ``tarot[...]``) on the seeds where the control has run."""
+    ``tarot[...]``) on the seeds where the control has run, and, for a variant that chose its final point on
+    held-out examples (``--selectOn dev:K``), the chosen point's held-out value minus the control's: could
+    those examples tell which of the two edits to trust?"""
     index = {(s.task, s.method, s.seed): s for s in scored}
     found: dict[str, Any] = {}
     for task, methods in table.items():
@@ -253,6 +267,7 @@ def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot")
         control = "random" + method.removeprefix("tarot")  # tarot -> random, tarot[...] -> random[...]
         control_seeds = [seed for seed in seeds if (task, control, seed) in index]
         versus_control = [_paired_f1(index[(task, method, s)], index[(task, control, s)]) for s in control_seeds]
+        held_out = [(index[(task, method, s)].held_out, index[(task, control, s)].held_out) for s in control_seeds]
         found[task] = {
             "best_free_baseline": best,
             "seeds": seeds,
@@ -264,6 +279,8 @@ def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot")
             "minus_random_control": versus_control,
             "beats_random_control": _count(versus_control),
         }
+        if held_out and all(own is not None and other is not None for own, other in held_out):
+            found[task]["held_out_minus_random_control"] = [own - other for own, other in held_out]  # type: ignore[operator]
     return found
 
 
@@ -463,7 +480,30 @@ def variants_table(summary: dict[str, Any]) -> str:
             for task in tasks
         ]
         lines.append(f"| {NAMES.get(method, method)} | {' | '.join(cells)} |")
+    checks = [check for method, by_task in verdict_rows.items() if (check := _held_out_check(method, by_task))]
+    lines += [line for check in checks for line in ("", check)]
     return "\n".join(lines)
+
+
+def _held_out_check(method: str, by_task: dict[str, Any]) -> str | None:
+    """A sentence on whether the held-out examples that chose the final point (``--selectOn dev:K``) also
+    rank the edit against its random-search control's as the test questions do; None without such runs."""
+    pairs = [
+        (difference, interval)
+        for verdict in by_task.values()
+        if "held_out_minus_random_control" in verdict
+        for difference, interval in zip(
+            verdict["held_out_minus_random_control"], verdict["minus_random_control"], strict=True
+        )
+    ]
+    if not pairs:
+        return None
+    lower = [interval for difference, interval in pairs if difference < 0]
+    return (
+        f"{NAMES.get(method, method)}: the chosen point's held-out value is below its random-search control's "
+        f"in {len(lower)} of {len(pairs)} runs; in {sum(low > 0 for low, _ in lower)} of those, its edit is the "
+        "better one on the test questions (paired interval above 0)"
+    )
 
 
 def _variant_cell(entry: dict[str, Any] | None, unedited: dict[str, Any], metric: str) -> str:

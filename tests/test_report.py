@@ -3,6 +3,7 @@ baseline, and a held-out evaluation redone from the files that --collect keeps, 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -16,7 +17,7 @@ from conftest import ROOT, tiny_flags
 from tarot import baselines
 from tarot.classification import PAIRED_METRICS, evaluate, train
 from tarot.errors import UsageError
-from tarot.report_baselines import METRICS, Scored, compare, table, variants_table
+from tarot.report_baselines import METRICS, Scored, compare, table, variants_table, verdicts
 from tarot.report_select import KEPT_FILES, TRAIN_SH, Recipe, collect
 from tarot.report_summary import _targets as by_id
 from tarot.report_summary import one_answer
@@ -282,6 +283,39 @@ def test_the_comparison_is_over_seeds_and_only_on_the_same_questions():
         compare([*scored[:3], _scored("tarot", 1, 0.4, [3, 5])])
     with pytest.raises(UsageError, match="two tarot runs for navigate seed 1"):
         compare([*scored, _scored("tarot", 1, 0.4, [3, 4])])
+
+
+def test_the_held_out_check_compares_the_chosen_points_with_their_random_controls():
+    """--selectOn dev:K runs: the chosen point's held-out value minus its random-search control's, per seed,
+    and the sentence that counts the seeds where it is lower and where the test questions say the opposite."""
+    ids = list(range(40))
+    targets = [by_id("navigate")[i] for i in ids]
+    wrong = {answer: next(other for other in set(targets) if other != answer) for answer in set(targets)}
+
+    def answering(method: str, seed: int, right: int, held_out: float | None) -> Scored:
+        predictions = targets[:right] + [wrong[t] for t in targets[right:]]  # the first `right` answers right
+        item = _scored(method, seed, 0.5, ids)
+        few_shot = item.settings["few_shot"] | {"method": {"restricted_f1": 0.5, "restricted_predictions": predictions}}
+        return dataclasses.replace(item, settings=item.settings | {"few_shot": few_shot}, held_out=held_out)
+
+    scored = [
+        answering("tarot[dev:5]", 0, 40, -0.9),  # lower held-out value than its control's, better on test
+        answering("random[dev:5]", 0, 0, -0.5),
+        answering("tarot[dev:5]", 1, 20, -0.2),  # higher, and the same answers
+        answering("random[dev:5]", 1, 20, -0.4),
+        answering("batch", 0, 20, None),
+        answering("batch", 1, 20, None),
+    ]
+    found = verdicts(scored, compare(scored), "tarot[dev:5]")["navigate"]
+    assert found["held_out_minus_random_control"] == [pytest.approx(-0.4), pytest.approx(0.2)]
+    assert found["beats_random_control"] == {"better": 1, "worse": 0, "unclear": 1}
+    rows = variants_table({"baselines": compare(scored), "variant_verdicts": {"tarot[dev:5]": {"navigate": found}}})
+    assert rows.endswith(
+        "tarot[dev:5]: the chosen point's held-out value is below its random-search control's in 1 of 2 runs; "
+        "in 1 of those, its edit is the better one on the test questions (paired interval above 0)"
+    )
+    without = [dataclasses.replace(item, held_out=None) for item in scored]  # no --selectOn: no check
+    assert "held_out_minus_random_control" not in verdicts(without, compare(without), "tarot[dev:5]")["navigate"]
 
 
 def test_the_variants_mean_change_is_over_the_tasks_run_at_every_seed():
