@@ -268,6 +268,7 @@ def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot")
         control_seeds = [seed for seed in seeds if (task, control, seed) in index]
         versus_control = [_paired_f1(index[(task, method, s)], index[(task, control, s)]) for s in control_seeds]
         held_out = [(index[(task, method, s)].held_out, index[(task, control, s)].held_out) for s in control_seeds]
+        held_out_differences = [own - other for own, other in held_out if own is not None and other is not None]
         found[task] = {
             "best_free_baseline": best,
             "seeds": seeds,
@@ -279,8 +280,8 @@ def verdicts(scored: list[Scored], table: dict[str, Any], method: str = "tarot")
             "minus_random_control": versus_control,
             "beats_random_control": _count(versus_control),
         }
-        if held_out and all(own is not None and other is not None for own, other in held_out):
-            found[task]["held_out_minus_random_control"] = [own - other for own, other in held_out]  # type: ignore[operator]
+        if held_out and len(held_out_differences) == len(held_out):  # every seed of both chose on held-out examples
+            found[task]["held_out_minus_random_control"] = held_out_differences
     return found
 
 
